@@ -1,0 +1,1 @@
+"""Code shared by the leader, the chunk servers and the user apps: placement, wire protocol, config."""

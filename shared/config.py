@@ -1,0 +1,105 @@
+"""Settings for every service, read once from the environment (12-factor, as the reference design's
+``docker run -e LEADER_URL=... -e PORT=...``).
+
+One ``BaseSettings`` per service on a shared base; an invalid value fails at start with a message that
+names the variable (pydantic-settings does that).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Ten minutes, from the reference design: "pending writes or name mappings not finalized within 10
+# minutes are automatically deleted".
+DEFAULT_PENDING_TTL = 600.0
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads: where to bind and how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+
+
+class LeaderSettings(ServiceSettings):
+    """The leader: metadata store, cluster policy, health checks and the pending sweeper."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./data/leader")
+    database_url: str = ""
+    replication_factor: int = Field(default=3, ge=1, le=16)
+    chunk_size: int = Field(default=1024, ge=1)
+    # Bounds for a per-upload ``?chunk_size=``: 1 KiB keeps metadata bounded, 4 MiB keeps one chunk
+    # well inside one request.
+    min_chunk_size: int = Field(default=1024, ge=1)
+    max_chunk_size: int = Field(default=4 * 1024 * 1024, ge=1)
+    virtual_nodes: int = Field(default=64, ge=1, le=4096)
+    health_check_interval: float = Field(default=10.0, gt=0)
+    # Reference design: 1-4 missed checks = unhealthy, 5 = removed from the ring.
+    removal_threshold: int = Field(default=5, ge=1)
+    health_check_timeout: float = Field(default=2.0, gt=0)
+    pending_ttl: float = Field(default=DEFAULT_PENDING_TTL, gt=0)
+    sweep_interval: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "LeaderSettings":
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve()}/leader.db"
+        if not (self.min_chunk_size <= self.chunk_size <= self.max_chunk_size):
+            raise ValueError("CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
+        return self
+
+
+class ChunkServerSettings(ServiceSettings):
+    """A chunk server: where it stores chunks, how it registers and how it durably acknowledges."""
+
+    port: int = Field(default=8100, ge=0, le=65535)
+    leader_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("./data/chunk_server")
+    advertise_url: str = ""
+    capacity_bytes: int = Field(default=0, ge=0)  # 0 = the free space of DATA_DIR's file system
+    pending_ttl: float = Field(default=DEFAULT_PENDING_TTL, gt=0)
+    sweep_interval: float = Field(default=60.0, gt=0)
+    # False: a write is acknowledged once it is in the operating system (survives kill -9 of the
+    # process). True: also fsync'd (survives power loss), at a cost the benchmark measures.
+    fsync: bool = False
+    max_chunk_size: int = Field(default=4 * 1024 * 1024, ge=1)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "ChunkServerSettings":
+        if not self.advertise_url:
+            self.advertise_url = f"http://{socket.gethostname()}:{self.port}"
+        self.advertise_url = self.advertise_url.rstrip("/")
+        self.leader_url = self.leader_url.rstrip("/")
+        return self
+
+
+class UserAppSettings(ServiceSettings):
+    """A user app: the stateless user web API."""
+
+    port: int = Field(default=8010, ge=0, le=65535)
+    leader_url: str = "http://127.0.0.1:8000"
+    workers: int = Field(default=1, ge=1, le=64)
+    # How long a cached ring is trusted before it is fetched again, seconds. Epoch changes seen in
+    # leader responses refresh it sooner.
+    ring_ttl: float = Field(default=2.0, gt=0)
+    # Bytes hashed and sent per pipeline step: big enough to batch 1024 chunks of 1 KB per request,
+    # small enough that a few in flight keep memory flat.
+    piece_size: int = Field(default=1024 * 1024, ge=1024)
+    pieces_in_flight: int = Field(default=3, ge=1, le=64)
+    request_timeout: float = Field(default=30.0, gt=0)
+    # Test-only fault injection: crash the process right after the named 2PC phase (1-3).
+    crash_after_phase: int = Field(default=0, ge=0, le=3)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> "UserAppSettings":
+        self.leader_url = self.leader_url.rstrip("/")
+        return self

@@ -1,0 +1,119 @@
+"""The RingFS error family and the one exception handler every app installs.
+
+After httpx's ``_exceptions.py``: one base class, families under it, each carrying the HTTP status it
+maps to. Lower-layer errors (httpx transport errors, SQL errors) are translated into these at the
+boundary where they happen; every service answers errors as JSON ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("ringfs.errors")
+
+
+class RingFSError(Exception):
+    """Base of every error RingFS raises on purpose. ``status`` is the HTTP status it maps to."""
+
+    status = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class BadRequest(RingFSError):
+    """The request is malformed: bad path, bad body, bad parameter."""
+
+    status = 400
+
+
+class NotFound(RingFSError):
+    """No such file, version, transaction or server."""
+
+    status = 404
+
+
+class Conflict(RingFSError):
+    """The request conflicts with the current state (e.g. rename onto an existing path)."""
+
+    status = 409
+
+
+class Gone(RingFSError):
+    """The transaction expired and was swept before it committed."""
+
+    status = 410
+
+
+class PreconditionFailed(RingFSError):
+    """A conditional request failed (``If-None-Match: *`` on an existing path)."""
+
+    status = 412
+
+
+class PayloadTooLarge(RingFSError):
+    """The body is larger than this endpoint accepts."""
+
+    status = 413
+
+
+class RangeNotSatisfiable(RingFSError):
+    """The ``Range`` header does not overlap the file."""
+
+    status = 416
+
+
+class IntegrityFailure(RingFSError):
+    """Data does not match its SHA-256 digest."""
+
+    status = 422
+
+
+class Unavailable(RingFSError):
+    """A dependency (leader, enough chunk servers, every replica of a chunk) cannot be reached now."""
+
+    status = 503
+
+
+class UpstreamError(RingFSError):
+    """A peer answered with an error we cannot pass on as the caller's fault."""
+
+    status = 502
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
+    """The JSON error body every RingFS service returns."""
+    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map RingFS errors, FastAPI validation errors and HTTP errors to JSON ``{"error": ...}``; anything
+    unexpected becomes a logged 500 without a traceback in the body."""
+
+    @app.exception_handler(RingFSError)
+    async def _ringfs_error(_: Request, exc: RingFSError) -> ORJSONResponse:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+        return error_response(400, "invalid request: " + "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error: {type(exc).__name__}")

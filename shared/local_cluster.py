@@ -1,0 +1,206 @@
+"""Start a whole RingFS cluster as real processes on this machine.
+
+Used by ``ringfs up``, the test fixtures and the benchmark, so all three run the same thing: a leader,
+N chunk servers and M user apps, each a separate ``python -m <service>`` process on 127.0.0.1, each
+waited for until ``GET /healthz`` answers 200.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+READY_TIMEOUT = 30.0  # seconds a service gets to answer /healthz after start
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate()`` until it returns a truthy value; return it. Raises ``TimeoutError``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Service:
+    """One running service process."""
+
+    kind: str  # "leader", "chunk_server" or "user_app"
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> "Service":
+        """Start the process (again); with ``wait``, block until ``/healthz`` answers 200."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        env = {**os.environ, **self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.kind], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout, what=f"{self.name} on {self.url}")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        if self.alive:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to clean up, as a crashed container."""
+        if self.alive:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if not self.alive:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)  # a frozen process cannot handle SIGTERM
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@dataclass
+class LocalCluster:
+    """A leader, ``chunk_servers`` chunk servers and ``user_apps`` user apps under ``data_dir``.
+
+    ``env`` is added to every service's environment (e.g. ``HEALTH_CHECK_INTERVAL=0.5`` in tests).
+    """
+
+    data_dir: Path
+    chunk_servers: int = 3
+    user_apps: int = 1
+    replication: int = 3
+    env: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""
+    leader_port: int = 0
+    user_app_port: int = 0
+    leader: Service | None = None
+    servers: list[Service] = field(default_factory=list)
+    apps: list[Service] = field(default_factory=list)
+
+    @property
+    def leader_url(self) -> str:
+        assert self.leader is not None
+        return self.leader.url
+
+    @property
+    def url(self) -> str:
+        """The first user app's URL: where clients talk."""
+        return self.apps[0].url
+
+    def start(self) -> "LocalCluster":
+        self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {"REPLICATION_FACTOR": str(self.replication), **self.env}
+        leader_env = {**env, "DATA_DIR": str(self.data_dir / "leader")}
+        if self.database_url:
+            leader_env["DATABASE_URL"] = self.database_url
+        self.leader = Service("leader", "leader", self.leader_port or free_port(), leader_env,
+                              self.data_dir / "logs" / "leader.log").start()
+        for _ in range(self.chunk_servers):
+            self.add_chunk_server(wait_registered=False)
+        self.wait_registered(self.chunk_servers)
+        for i in range(self.user_apps):
+            self.add_user_app(port=self.user_app_port if i == 0 and self.user_app_port else 0)
+        return self
+
+    def add_chunk_server(self, wait_registered: bool = True, env: dict[str, str] | None = None) -> Service:
+        """Start one more chunk server (scale-out) and, by default, wait until the leader has it."""
+        i = len(self.servers) + 1
+        port = free_port()
+        svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
+                   "ADVERTISE_URL": f"http://127.0.0.1:{port}", **(env or {})}
+        svc = Service("chunk_server", f"chunk_server_{i}", port, svc_env,
+                      self.data_dir / "logs" / f"chunk_server_{i}.log").start()
+        self.servers.append(svc)
+        if wait_registered:
+            self.wait_registered(len([s for s in self.servers if s.alive]))
+        return svc
+
+    def add_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
+        i = len(self.apps) + 1
+        svc_env = {**self.env, "LEADER_URL": self.leader_url, **(env or {})}
+        svc = Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
+                      self.data_dir / "logs" / f"user_app_{i}.log").start()
+        self.apps.append(svc)
+        return svc
+
+    def ring(self) -> dict:
+        return httpx.get(self.leader_url + "/ring", timeout=5).json()
+
+    def wait_registered(self, count: int, timeout: float = READY_TIMEOUT) -> None:
+        """Wait until ``count`` chunk servers are healthy on the leader's ring."""
+        def enough() -> bool:
+            try:
+                ring = self.ring()
+            except httpx.HTTPError:
+                return False
+            return sum(1 for s in ring["servers"] if s["state"] == "healthy") >= count
+
+        wait_until(enough, timeout, what=f"{count} healthy chunk servers")
+
+    def services(self) -> list[Service]:
+        return [*self.apps, *self.servers, *([self.leader] if self.leader else [])]
+
+    def stop(self) -> None:
+        for svc in self.services():
+            svc.stop()
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
