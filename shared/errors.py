@@ -11,7 +11,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from shared.http import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("ringfs.errors")
@@ -88,9 +88,9 @@ class UpstreamError(RingFSError):
     status = 502
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> ORJSONResponse:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The JSON error body every RingFS service returns."""
-    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,11 +98,11 @@ def install_error_handlers(app: FastAPI) -> None:
     unexpected becomes a logged 500 without a traceback in the body."""
 
     @app.exception_handler(RingFSError)
-    async def _ringfs_error(_: Request, exc: RingFSError) -> ORJSONResponse:
+    async def _ringfs_error(_: Request, exc: RingFSError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
@@ -110,10 +110,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "invalid request: " + "; ".join(problems))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}")

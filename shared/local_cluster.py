@@ -127,6 +127,7 @@ class LocalCluster:
     database_url: str = ""
     leader_port: int = 0
     user_app_port: int = 0
+    chunk_server_base_port: int = 0
     leader: Service | None = None
     servers: list[Service] = field(default_factory=list)
     apps: list[Service] = field(default_factory=list)
@@ -160,7 +161,7 @@ class LocalCluster:
     def add_chunk_server(self, wait_registered: bool = True, env: dict[str, str] | None = None) -> Service:
         """Start one more chunk server (scale-out) and, by default, wait until the leader has it."""
         i = len(self.servers) + 1
-        port = free_port()
+        port = self.chunk_server_base_port + i - 1 if self.chunk_server_base_port else free_port()
         svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
                    "ADVERTISE_URL": f"http://127.0.0.1:{port}", **(env or {})}
         svc = Service("chunk_server", f"chunk_server_{i}", port, svc_env,

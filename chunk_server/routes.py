@@ -1,0 +1,145 @@
+"""HTTP handlers of the chunk server (docs/protocol.md, "Chunk server").
+
+Chunk data travels as binary frames (``shared.protocol``), never JSON. Every chunk of a prepare batch is
+checked against its SHA-256 digest before anything is written, so a corrupted transfer stores nothing
+(GFS §5.2: chunk servers verify the data they receive). Every bad input is a 4xx ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from chunk_server.registration import Registration
+from chunk_server.store import ChunkStore
+from shared.errors import BadRequest, IntegrityFailure, NotFound, PayloadTooLarge
+from shared.protocol import (
+    DIGEST_SIZE, HEALTH_CHECK_HEADER, OCTET_STREAM, encode_frames, iter_frames,
+    parse_hex_digest, unpack_digests,
+)
+
+TXN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# A prepare batch is ~1 MiB in practice; 256 MiB bounds memory while letting 4 MiB chunks batch.
+MAX_PREPARE_BODY = 256 * 1024 * 1024
+MAX_DIGESTS = 65536  # per read / exists request: 64 MiB of 1 KiB chunks in one answer
+# Batches above this are hashed in a worker thread so the event loop keeps serving (hashlib releases the
+# GIL for large buffers); below it the thread hop costs more than the hashing.
+HASH_IN_THREAD_BYTES = 256 * 1024
+MAX_TXNS_PER_REQUEST = 10_000
+
+router = APIRouter()
+TxnId = Annotated[str, Field(pattern=TXN_ID_PATTERN)]
+
+
+class TxnIds(BaseModel):
+    """Body of ``/chunks/commit`` and ``/chunks/abort``."""
+
+    txn_ids: list[TxnId] = Field(max_length=MAX_TXNS_PER_REQUEST)
+
+
+def _store(request: Request) -> ChunkStore:
+    return request.app.state.store
+
+
+def _registration(request: Request) -> Registration:
+    return request.app.state.registration
+
+
+def binary(content: bytes) -> Response:
+    return Response(content=content, media_type=OCTET_STREAM)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; :class:`PayloadTooLarge` beyond ``limit`` bytes (checked before reading when the
+    client announces a length)."""
+    announced = request.headers.get("content-length")
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {limit} bytes")
+    return body
+
+
+async def read_digests(request: Request) -> list[bytes]:
+    """Packed digests of a read / exists request; 400 when malformed, 413 beyond ``MAX_DIGESTS``."""
+    return unpack_digests(await read_body(request, MAX_DIGESTS * DIGEST_SIZE))
+
+
+def decode_verified(body: bytes, max_chunk_size: int) -> list[tuple[bytes, memoryview]]:
+    """Decode chunk frames and check every digest. Raises :class:`BadRequest` (bad frames, ``MISSING``
+    frames) or :class:`IntegrityFailure` (a chunk does not hash to its digest)."""
+    chunks = list(iter_frames(body, max_chunk_size=max_chunk_size))  # every frame is well-formed first
+    sha = hashlib.sha256
+    for digest, data in chunks:
+        if data is None:
+            raise BadRequest("a prepare batch cannot contain MISSING frames")
+        if sha(data).digest() != digest:
+            raise IntegrityFailure(f"chunk {digest.hex()} does not match its SHA-256 digest")
+    return chunks
+
+
+@router.get("/healthz")
+async def handle_healthz(request: Request) -> dict:
+    registration = _registration(request)
+    if HEALTH_CHECK_HEADER in request.headers:
+        registration.record_health_check()
+    return {"status": "ok", "server_id": registration.server_id}
+
+
+@router.post("/chunks/prepare")
+async def handle_prepare(request: Request, txn_id: Annotated[str, Query(pattern=TXN_ID_PATTERN)]) -> dict:
+    """Phase 1 of the write: store the batch as pending under ``txn_id``."""
+    body = await read_body(request, MAX_PREPARE_BODY)
+    max_chunk_size = request.app.state.settings.max_chunk_size
+    if len(body) > HASH_IN_THREAD_BYTES:
+        chunks = await asyncio.to_thread(decode_verified, body, max_chunk_size)
+    else:
+        chunks = decode_verified(body, max_chunk_size)
+    result = await _store(request).prepare(txn_id, chunks)
+    return {"stored": result.stored, "already_committed": result.already_committed}
+
+
+@router.post("/chunks/commit")
+async def handle_commit(request: Request, body: TxnIds) -> dict:
+    """Phase 3: make the txns' pending chunks readable."""
+    return {"committed": await _store(request).commit(body.txn_ids)}
+
+
+@router.post("/chunks/abort")
+async def handle_abort(request: Request, body: TxnIds) -> dict:
+    return {"aborted": await _store(request).abort(body.txn_ids)}
+
+
+@router.post("/chunks/read")
+async def handle_read(request: Request) -> Response:
+    """Committed chunks as frames, in request order; a ``MISSING`` frame for each one not held."""
+    digests = await read_digests(request)
+    datas = await _store(request).read_many(digests)
+    return binary(encode_frames(zip(digests, datas)))
+
+
+@router.post("/chunks/exists")
+async def handle_exists(request: Request) -> Response:
+    """One ``ChunkPresence`` byte per requested digest."""
+    digests = await read_digests(request)
+    return binary(await _store(request).presence_many(digests))
+
+
+@router.get("/chunks/{chunk_id}")
+async def handle_get_chunk(request: Request, chunk_id: str) -> Response:
+    digest = parse_hex_digest(chunk_id)
+    (data,) = await _store(request).read_many([digest])
+    if data is None:
+        raise NotFound(f"chunk {chunk_id} is not held here")
+    return binary(data)
+
+
+@router.get("/stats")
+async def handle_stats(request: Request) -> dict:
+    return {"server_id": _registration(request).server_id, **await _store(request).stats()}
+

@@ -1,0 +1,36 @@
+"""Engine and session factory from ``DATABASE_URL`` (SQLite via aiosqlite by default, PostgreSQL via
+asyncpg)."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine, AsyncSession
+
+# Milliseconds a SQLite connection waits for another's write lock before failing with "locked".
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def is_sqlite(database_url: str) -> bool:
+    return database_url.startswith("sqlite")
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An async engine. For SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (durable
+    across a process crash, one fsync per checkpoint rather than per commit) and a busy timeout."""
+    engine = create_async_engine(database_url, pool_pre_ping=not is_sqlite(database_url))
+    if is_sqlite(database_url):
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,160 @@
+"""Ring membership: registration, health checks and the cached ring view.
+
+Registration (docs/protocol.md): a new ``server_id`` gets ``VIRTUAL_NODES`` positions
+(:func:`shared.ring.virtual_node_positions`, Dynamo §4.2), stored in SQL so the ring survives a leader
+restart, and the epoch increments. A known id updates its URL and capacity and resets its missed checks;
+a ``removed`` one returns as a new member (epoch++). Another live server at the same URL is marked
+``removed`` (its data dir was wiped), epoch++. A URL change also bumps the epoch, since clients must stop
+using the old address.
+
+Health checks (the reference design's heartbeat; GFS §4.6 HeartBeat messages): every
+``HEALTH_CHECK_INTERVAL`` s, ``GET {url}/healthz`` to every non-removed server in parallel. Success
+resets ``missed_checks``; a miss increments it: 1 .. ``REMOVAL_THRESHOLD - 1`` is ``unhealthy``,
+``REMOVAL_THRESHOLD`` is ``removed`` (epoch++).
+
+``GET /ring`` is called by every user app every few seconds, so the serialized ring is cached in memory
+and rebuilt only when membership or health state changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+import orjson
+
+from leader import servers_store
+from leader.store import Store
+from shared.config import LeaderSettings
+from shared.protocol import HEALTH_CHECK_HEADER, RegistrationResult, RingServer, RingView, ServerRegistration
+from shared.ring import ServerState, virtual_node_positions
+
+log = logging.getLogger("ringfs.leader.membership")
+
+
+class Membership:
+    """The leader's view of the chunk servers. ``ring_json`` / ``cluster_json`` / ``servers_json`` are
+    ready-to-send response bodies; ``epoch`` is what the epoch middleware stamps on every response."""
+
+    def __init__(self, settings: LeaderSettings, store: Store, http: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.epoch = 0
+        self.ring_json = b"{}"
+        self.cluster_json = b"{}"
+        self.servers_json = b"[]"
+        self._targets: list[tuple[str, str]] = []  # (server_id, url) of non-removed servers
+        self._lock = asyncio.Lock()  # serializes membership mutations within this process
+
+    async def load(self) -> None:
+        """Create the epoch row if needed and build the cached ring from SQL (at start-up)."""
+        await self.store.ensure_ring_state()
+        await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        async with self.store.read() as session:
+            epoch, servers, vnodes = await servers_store.snapshot(session)
+        s = self.settings
+        ring_servers = [RingServer(server_id=x.server_id, url=x.url, state=x.state, missed_checks=x.missed_checks,
+                                   capacity_bytes=x.capacity_bytes) for x in servers]
+        view = RingView(epoch=epoch, replication_factor=s.replication_factor, chunk_size=s.chunk_size,
+                        min_chunk_size=s.min_chunk_size, max_chunk_size=s.max_chunk_size,
+                        servers=ring_servers, vnodes=vnodes)
+        doc = view.model_dump()
+        self.ring_json = orjson.dumps(doc)
+        self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
+        self.servers_json = orjson.dumps(doc["servers"])
+        self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
+        self.epoch = epoch
+
+    async def register(self, reg: ServerRegistration) -> RegistrationResult:
+        """Apply a chunk server's registration (see the module docstring); one transaction."""
+        url = reg.advertise_url.rstrip("/")
+        now = time.time()
+        async with self._lock:
+            async with self.store.write() as session:
+                bump = False
+                for other in await servers_store.live_servers_at(session, url, reg.server_id):
+                    log.warning("server %s at %s replaced by %s: marked removed", other.server_id, url, reg.server_id)
+                    other.state = ServerState.REMOVED.value
+                    bump = True
+                row = await servers_store.get_server(session, reg.server_id)
+                if row is None:
+                    positions = virtual_node_positions(reg.server_id, self.settings.virtual_nodes)
+                    servers_store.add_server(session, reg.server_id, url, reg.capacity_bytes, positions, now)
+                    log.info("server %s joined at %s", reg.server_id, url)
+                    bump = True
+                else:
+                    if row.state == ServerState.REMOVED or row.url != url:
+                        log.info("server %s (re)joined at %s (was %s at %s)", reg.server_id, url, row.state, row.url)
+                        bump = True
+                    row.url = url
+                    row.capacity_bytes = reg.capacity_bytes
+                    row.state = ServerState.HEALTHY.value
+                    row.missed_checks = 0
+                    row.last_seen_at = now
+                if bump:
+                    await servers_store.bump_epoch(session)
+            await self._rebuild()
+        return RegistrationResult(server_id=reg.server_id, epoch=self.epoch,
+                                  health_check_interval=self.settings.health_check_interval)
+
+    async def _probe(self, server_id: str, url: str) -> bool:
+        """One health check: 200 from ``/healthz`` and, if it names a server id, the expected one."""
+        try:
+            resp = await self.http.get(url + "/healthz", headers={HEALTH_CHECK_HEADER: "leader"},
+                                       timeout=self.settings.health_check_timeout)
+        except httpx.HTTPError:
+            return False
+        if resp.status_code != 200:
+            return False
+        try:
+            answered = resp.json().get("server_id")
+        except (ValueError, AttributeError):
+            answered = None
+        return answered in (None, server_id)
+
+    async def run_health_checks(self) -> None:
+        """One round of health checks (the APScheduler job); never raises."""
+        try:
+            await self._health_round()
+        except Exception:
+            log.exception("health-check round failed")
+
+    async def _health_round(self) -> None:
+        targets = list(self._targets)
+        if not targets:
+            return
+        results = await asyncio.gather(*(self._probe(sid, url) for sid, url in targets))
+        now = time.time()
+        threshold = self.settings.removal_threshold
+        async with self._lock:
+            changed = bump = False
+            async with self.store.write() as session:
+                rows = await servers_store.servers_by_id(session, [sid for sid, _ in targets])
+                for (sid, url), ok in zip(targets, results):
+                    row = rows.get(sid)
+                    if row is None or row.url != url or row.state == ServerState.REMOVED:
+                        continue  # re-registered or removed while we were probing
+                    if ok:
+                        row.last_seen_at = now
+                        if row.missed_checks or row.state != ServerState.HEALTHY:
+                            log.info("server %s is healthy again", sid)
+                            row.missed_checks, row.state, changed = 0, ServerState.HEALTHY.value, True
+                        continue
+                    row.missed_checks += 1
+                    changed = True
+                    if row.missed_checks >= threshold:
+                        log.warning("server %s missed %d checks: removed from the ring", sid, row.missed_checks)
+                        row.state = ServerState.REMOVED.value
+                        bump = True
+                    else:
+                        log.info("server %s missed %d check(s): unhealthy", sid, row.missed_checks)
+                        row.state = ServerState.UNHEALTHY.value
+                if bump:
+                    await servers_store.bump_epoch(session)
+            if changed:
+                await self._rebuild()

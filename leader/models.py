@@ -1,0 +1,108 @@
+"""SQLAlchemy models of the leader's metadata store.
+
+Four tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
+64-bit so they fit a SQL ``BIGINT``), ``ring_state`` (the single-row ring epoch) and ``file_versions``
+(one row per file version; its ordered chunk list is packed 32-byte digests in one column, never one row
+per chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file).
+
+Portable across SQLite and PostgreSQL: no dialect-only SQL; time stamps are float UNIX seconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so the migration and ``alembic check`` agree on every dialect.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Paths compare byte-wise so that the prefix range ``path >= 'a/b/' AND path < 'a/b0'`` finds exactly
+# the paths under ``a/b/``. SQLite's default BINARY collation already does; PostgreSQL needs "C" (a
+# locale collation would order '/' and '0' differently).
+PathType = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ChunkServer(Base):
+    """A chunk server as the leader knows it. ``state`` is a :class:`shared.ring.ServerState` value."""
+
+    __tablename__ = "chunk_servers"
+
+    server_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Not unique in SQL: a server displaced by a newcomer on the same URL (its data dir was wiped) stays
+    # listed as ``removed`` with its last URL. Uniqueness among live members is kept by membership.py.
+    url: Mapped[str] = mapped_column(String(512), index=True)
+    capacity_bytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    missed_checks: Mapped[int] = mapped_column(Integer)
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class VirtualNode(Base):
+    """One of a server's ``VIRTUAL_NODES`` ring positions (Dynamo §4.2)."""
+
+    __tablename__ = "virtual_nodes"
+
+    server_id: Mapped[str] = mapped_column(String(64), ForeignKey("chunk_servers.server_id"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+class RingState(Base):
+    """The single row (``id = 1``) holding the ring epoch, bumped on every membership change."""
+
+    __tablename__ = "ring_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+
+
+class FileVersion(Base):
+    """One version of one file: ``pending`` (phase 2 of the write), ``committed`` (visible) or
+    ``deleted`` (a tombstone). ``chunk_digests`` is ``chunk_count`` packed 32-byte SHA-256 digests."""
+
+    __tablename__ = "file_versions"
+    __table_args__ = (
+        UniqueConstraint("path", "version"),
+        # Serves "latest committed version of a path" (equality on path and state, max version) and
+        # prefix listings by a range on path; the unique constraint's index serves "1 + max(version)".
+        Index("ix_file_versions_path_state_version", "path", "state", "version"),
+        # Serves the pending sweeper: ``state = 'pending' AND created_at < cutoff``.
+        Index("ix_file_versions_state_created_at", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(PathType, nullable=False)
+    version: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    replication: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    chunk_digests: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    txn_id: Mapped[str] = mapped_column(String(64), unique=True)
+    create_only: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[float] = mapped_column(Float)
+    committed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,90 @@
+"""The metadata store handle: a session factory plus the rules for a write transaction.
+
+Every write is one short transaction (``async with store.write() as session``). On SQLite, writers in
+this process take an ``asyncio.Lock`` first: SQLite has one writer at a time anyway, and a deferred
+transaction that reads and then writes can fail with "database is locked" (``SQLITE_BUSY_SNAPSHOT``) when
+another connection wrote in between, which ``busy_timeout`` does not cure. PostgreSQL needs no lock: row
+locks and unique constraints (with retries in the callers) keep it correct.
+
+SQL errors are translated here into RingFS errors (``Unavailable``), so the routes never see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from leader.db import create_engine, create_sessionmaker, is_sqlite
+from leader.models import RingState
+from shared.errors import Unavailable
+
+log = logging.getLogger("ringfs.leader.store")
+
+# How often a write that lost a unique-constraint race (two writers picking the same version number) is
+# retried in a fresh transaction before the caller gets a 503. Each retry sees the winner's row.
+WRITE_RETRIES = 20
+
+
+class Store:
+    """Owns the engine and session factory for one ``DATABASE_URL``."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.engine: AsyncEngine = create_engine(database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
+        self._write_lock = asyncio.Lock() if is_sqlite(database_url) else None
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads; SQL failures become :class:`Unavailable` (503)."""
+        with translate_db_errors():
+            async with self.sessions() as session:
+                yield session
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction, committed on success, rolled back on any exception.
+
+        :class:`IntegrityError` passes through (callers retry or map it); other SQL failures become
+        :class:`Unavailable`.
+        """
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock:
+            with translate_db_errors():
+                async with self.sessions() as session, session.begin():
+                    yield session
+
+    async def ensure_ring_state(self) -> int:
+        """Create the single ``ring_state`` row (epoch 0) if missing; return the epoch."""
+        async with self.write() as session:
+            state = await session.get(RingState, 1)
+            if state is None:
+                state = RingState(id=1, epoch=0)
+                session.add(state)
+            return state.epoch
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+@contextlib.contextmanager
+def translate_db_errors():
+    """Map SQL-layer failures (locked database, lost connection) to :class:`Unavailable`; integrity
+    violations are left to the caller, which knows what they mean."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except (OperationalError, DBAPIError) as exc:
+        log.warning("metadata store error: %s", exc.__class__.__name__, exc_info=True)
+        raise Unavailable(f"metadata store unavailable: {exc.__class__.__name__}") from exc
+
+
+async def epoch_of(session: AsyncSession) -> int:
+    return (await session.execute(select(RingState.epoch).where(RingState.id == 1))).scalar_one()

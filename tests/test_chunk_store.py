@@ -1,0 +1,146 @@
+"""Unit tests of the chunk store's two-phase commit (chunk_server/store.py), on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+
+import pytest
+
+from chunk_server.store import ChunkStore
+from shared.protocol import ChunkPresence, sha256
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def chunk(n: int = 1024) -> tuple[bytes, bytes]:
+    data = os.urandom(n)
+    return sha256(data), data
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ChunkStore(tmp_path)
+    yield s
+    s.close()
+
+
+def test_prepare_is_invisible_until_commit(store):
+    chunks = [chunk() for _ in range(10)]
+    digests = [d for d, _ in chunks]
+    res = run(store.prepare("t1", chunks))
+    assert (res.stored, res.already_committed) == (10, 0)
+    assert run(store.read_many(digests)) == [None] * 10
+    assert run(store.presence_many(digests)) == bytes([ChunkPresence.PENDING]) * 10
+    st = run(store.stats())
+    assert (st["chunks"], st["pending_chunks"], st["pending_txns"]) == (0, 10, 1)
+
+    assert run(store.commit(["t1"])) == {"t1": 10}
+    assert run(store.read_many(digests)) == [data for _, data in chunks]
+    assert run(store.presence_many(digests)) == bytes([ChunkPresence.COMMITTED]) * 10
+    st = run(store.stats())
+    assert (st["chunks"], st["bytes"], st["pending_chunks"], st["pending_txns"]) == (10, 10 * 1024, 0, 0)
+    assert st["disk_bytes"] > 10 * 1024
+    assert run(store.commit(["t1"])) == {"t1": 0}  # idempotent
+
+
+def test_abort_drops_pending(store):
+    chunks = [chunk() for _ in range(5)]
+    run(store.prepare("t1", chunks))
+    assert run(store.abort(["t1", "unknown"])) == {"t1": 5, "unknown": 0}
+    assert run(store.presence_many([d for d, _ in chunks])) == bytes(5)
+    assert run(store.commit(["t1"])) == {"t1": 0}
+    assert run(store.read_many([d for d, _ in chunks])) == [None] * 5
+
+
+def test_committed_chunk_is_deduplicated_and_never_lost(store):
+    d, data = chunk()
+    run(store.prepare("t1", [(d, data)]))
+    run(store.commit(["t1"]))
+    other_d, other = chunk()
+    res = run(store.prepare("t2", [(d, data), (other_d, other)]))
+    assert (res.stored, res.already_committed) == (1, 1)
+    # The committed chunk got no txn reference: aborting t2 keeps it.
+    assert run(store.abort(["t2"])) == {"t2": 1}
+    assert run(store.read_many([d, other_d])) == [data, None]
+    st = run(store.stats())
+    assert (st["chunks"], st["bytes"]) == (1, 1024)
+
+
+def test_pending_write_never_replaces_committed_data(store):
+    d, data = chunk()
+    run(store.prepare("t1", [(d, data)]))
+    run(store.commit(["t1"]))
+    run(store.prepare("t2", [(d, b"garbage that a buggy caller sent")]))
+    run(store.commit(["t2"]))
+    assert run(store.read_many([d])) == [data]
+
+
+def test_shared_pending_digest_abort_one_commit_other(store):
+    shared, own = chunk(), chunk()
+    run(store.prepare("a", [shared, own]))
+    res = run(store.prepare("b", [shared]))
+    assert (res.stored, res.already_committed) == (1, 0)
+    with sqlite3.connect(store.path) as conn:  # stored once, referenced twice
+        assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 2
+    assert run(store.abort(["a"])) == {"a": 2}
+    assert run(store.presence_many([shared[0], own[0]])) == bytes([ChunkPresence.PENDING, ChunkPresence.ABSENT])
+    assert run(store.commit(["b"])) == {"b": 1}
+    assert run(store.read_many([shared[0]])) == [shared[1]]
+
+
+def test_commit_one_then_abort_other_keeps_shared_chunk(store):
+    shared = chunk()
+    run(store.prepare("a", [shared]))
+    run(store.prepare("b", [shared]))
+    assert run(store.commit(["a"])) == {"a": 1}
+    assert run(store.abort(["b"])) == {"b": 1}
+    assert run(store.read_many([shared[0]])) == [shared[1]]
+
+
+def test_duplicate_digest_in_one_batch(store):
+    c = chunk()
+    res = run(store.prepare("t", [c, c]))
+    assert res.already_committed == 0
+    assert run(store.commit(["t"])) == {"t": 1}
+    assert run(store.stats())["chunks"] == 1
+
+
+def test_sweep_aborts_old_txns_only(store):
+    old, fresh = chunk(), chunk()
+    run(store.prepare("old", [old]))
+    time.sleep(0.3)
+    run(store.prepare("fresh", [fresh]))
+    assert run(store.sweep(0.2)) == ["old"]
+    assert run(store.presence_many([old[0], fresh[0]])) == bytes([ChunkPresence.ABSENT, ChunkPresence.PENDING])
+    assert run(store.commit(["fresh"])) == {"fresh": 1}
+
+
+def test_data_survives_reopening(tmp_path):
+    chunks = [chunk(n) for n in (1, 1024, 100_000)]
+    s = ChunkStore(tmp_path)
+    run(s.prepare("t", chunks))
+    run(s.prepare("p", [chunk()]))
+    run(s.commit(["t"]))
+    s.close()
+    s = ChunkStore(tmp_path)
+    try:
+        assert run(s.read_many([d for d, _ in chunks])) == [data for _, data in chunks]
+        st = run(s.stats())
+        assert (st["chunks"], st["pending_txns"]) == (3, 1)
+        with sqlite3.connect(s.path) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+    finally:
+        s.close()
+
+
+def test_read_many_large_batch(store):
+    chunks = [chunk(64) for _ in range(5000)]
+    run(store.prepare("t", chunks))
+    run(store.commit(["t"]))
+    digests = [d for d, _ in chunks] + [b"\0" * 32]
+    assert run(store.read_many(digests)) == [data for _, data in chunks] + [None]

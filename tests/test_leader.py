@@ -1,0 +1,411 @@
+"""The leader as a real process: membership, health checks, the version 2PC, namespace, bad inputs.
+
+Each test starts its own ``python -m leader`` on a free port with its own data dir (httpx's
+``tests/conftest.py`` style: real servers, dynamic ports, waited for until they answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.server
+import json
+import threading
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.local_cluster import Service, free_port, wait_until
+from shared.protocol import HEALTH_CHECK_HEADER, decode_manifest
+from shared.ring import virtual_node_positions
+
+pytestmark = pytest.mark.timeout(60)
+
+CHUNK = 1024
+FAST_ENV = {"HEALTH_CHECK_INTERVAL": "0.2", "HEALTH_CHECK_TIMEOUT": "0.5", "VIRTUAL_NODES": "8",
+            "CHUNK_SIZE": str(CHUNK), "REPLICATION_FACTOR": "2"}
+
+
+# Set to a PostgreSQL server (``postgresql+asyncpg://user@host:port``) to run every test against a fresh
+# database of its own there instead of SQLite.
+PG_ENV = "RINGFS_TEST_POSTGRES"
+
+
+def fresh_database(name: str) -> dict[str, str]:
+    """``{"DATABASE_URL": ...}`` for a new empty PostgreSQL database, or ``{}`` (SQLite in DATA_DIR)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        return {}
+    import asyncpg
+
+    dbname = f"ringfs_{name}_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base.replace("+asyncpg", "") + "/postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{dbname}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return {"DATABASE_URL": f"{base}/{dbname}"}
+
+
+@pytest.fixture
+def start_leader(tmp_path: Path):
+    """``start_leader(name, **env) -> (Service, httpx.Client)``; a name keeps its data dir (and database)
+    across restarts; every leader started is stopped afterwards."""
+    started: list[tuple[Service, httpx.Client]] = []
+    databases: dict[str, dict[str, str]] = {}
+
+    def start(name: str = "leader", **env: str) -> tuple[Service, httpx.Client]:
+        if name not in databases:
+            databases[name] = fresh_database(name)
+        svc = Service("leader", name, free_port(),
+                      {"DATA_DIR": str(tmp_path / name), **databases[name], **FAST_ENV, **env},
+                      tmp_path / f"{name}.log").start()
+        client = httpx.Client(base_url=svc.url, timeout=10)
+        started.append((svc, client))
+        return svc, client
+
+    yield start
+    for svc, client in started:
+        client.close()
+        svc.stop()
+
+
+@pytest.fixture
+def leader(start_leader) -> httpx.Client:
+    return start_leader()[1]
+
+
+def register(client: httpx.Client, server_id: str, url: str | None = None, capacity: int = 10**9) -> dict:
+    r = client.post("/servers", json={"server_id": server_id, "advertise_url": url or f"http://127.0.0.1:{free_port()}",
+                                      "capacity_bytes": capacity})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def server_state(client: httpx.Client, server_id: str) -> str:
+    return next(s["state"] for s in client.get("/servers").json() if s["server_id"] == server_id)
+
+
+def new_txn() -> str:
+    return uuid.uuid4().hex
+
+
+def prepare(client: httpx.Client, path: str, data: bytes, txn_id: str | None = None, **params) -> httpx.Response:
+    """``POST /txns`` for ``data`` cut into CHUNK-byte chunks."""
+    digests = b"".join(hashlib.sha256(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
+    query = {"txn_id": txn_id or new_txn(), "path": path, "size": len(data),
+             "sha256": hashlib.sha256(data).hexdigest(), "chunk_size": CHUNK, "replication": 2, **params}
+    return client.post("/txns", params=query, content=digests,
+                       headers={"content-type": "application/octet-stream"})
+
+
+def put(client: httpx.Client, path: str, data: bytes) -> dict:
+    r = prepare(client, path, data)
+    assert r.status_code == 201, r.text
+    c = client.post(f"/txns/{r.json()['txn_id']}/commit")
+    assert c.status_code == 200, c.text
+    return c.json()
+
+
+def assert_error(r: httpx.Response, status: int, contains: str = "") -> None:
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and contains.lower() in body["error"].lower(), body
+
+
+# ---------------------------------------------------------------- membership
+
+
+def test_registration_is_stable_across_restart(start_leader, tmp_path):
+    svc, client = start_leader()
+    assert client.get("/healthz").json() == {"status": "ok", "epoch": 0}
+    first = register(client, "cs-a", capacity=123)
+    assert first["epoch"] == 1 and first["health_check_interval"] == 0.2
+    ring = client.get("/ring").json()
+    assert ring["epoch"] == 1 and ring["replication_factor"] == 2 and ring["chunk_size"] == CHUNK
+    assert sorted(p for p, _ in ring["vnodes"]) == sorted(virtual_node_positions("cs-a", 8))
+    assert client.get("/ring").headers["X-Ring-Epoch"] == "1"
+
+    # A second server joins: epoch++; re-registering a known healthy server does not bump it.
+    url_b = f"http://127.0.0.1:{free_port()}"
+    assert register(client, "cs-b", url_b)["epoch"] == 2
+    assert register(client, "cs-b", url_b, capacity=7)["epoch"] == 2
+    ring = client.get("/ring").json()
+    assert len(ring["vnodes"]) == 16
+    cluster = client.get("/cluster").json()
+    assert "vnodes" not in cluster and {s["server_id"] for s in cluster["servers"]} == {"cs-a", "cs-b"}
+
+    svc.stop()
+    svc2, client2 = start_leader()
+    ring2 = client2.get("/ring").json()
+    assert ring2["epoch"] == 2 and ring2["vnodes"] == [list(v) for v in ring["vnodes"]]
+    assert client2.get("/healthz").headers["x-ring-epoch"] == "2"
+
+
+def test_dead_server_becomes_unhealthy_then_removed_and_can_return(leader):
+    dead_url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    epoch = register(leader, "cs-dead", dead_url)["epoch"]
+    wait_until(lambda: server_state(leader, "cs-dead") == "unhealthy", 10, what="unhealthy")
+    wait_until(lambda: server_state(leader, "cs-dead") == "removed", 10, what="removed")
+    ring = leader.get("/ring").json()
+    assert ring["epoch"] == epoch + 1
+    assert ring["vnodes"] == [] and ring["servers"][0]["missed_checks"] >= 5
+
+    # Registering again makes it a member again (epoch++); it stays removed from health checks' view until
+    # then, and comes back healthy.
+    again = register(leader, "cs-dead", dead_url)
+    assert again["epoch"] == epoch + 2
+    assert server_state(leader, "cs-dead") in ("healthy", "unhealthy")
+    assert len(leader.get("/ring").json()["vnodes"]) == 8
+
+
+class FakeChunkServer:
+    """A stand-in chunk server in a thread: answers ``GET /healthz`` with 200 and records the health-check
+    header of every request it got."""
+
+    def __init__(self, server_id: str) -> None:
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server API)
+                seen.append(self.headers.get(HEALTH_CHECK_HEADER))
+                body = json.dumps({"status": "ok", "server_id": server_id}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_healthy_server_stays_healthy_and_same_url_replaces(leader):
+    fake = FakeChunkServer("cs-live")
+    try:
+        epoch = register(leader, "cs-live", fake.url)["epoch"]
+        wait_until(lambda: len(fake.seen) >= 3, 10, what="three health checks")
+        assert set(fake.seen) == {"leader"}
+        assert server_state(leader, "cs-live") == "healthy"
+        # A new server id at the same URL means the old one's data dir was wiped: the old one is removed.
+        assert register(leader, "cs-new", fake.url)["epoch"] == epoch + 1
+        assert server_state(leader, "cs-live") == "removed"
+        # The fake answers with server_id "cs-live", so checks of "cs-new" fail: it turns unhealthy.
+        wait_until(lambda: server_state(leader, "cs-new") == "unhealthy", 10, what="id mismatch seen")
+    finally:
+        fake.close()
+
+
+# ---------------------------------------------------------------- versions
+
+
+def test_prepare_commit_abort_and_visibility(leader):
+    data = b"x" * 2500
+    r = prepare(leader, "/docs/a.txt", data)
+    assert r.status_code == 201, r.text
+    txn = r.json()
+    assert txn["path"] == "docs/a.txt" and txn["version"] == 1 and txn["state"] == "pending"
+    assert_error(leader.get("/stat", params={"path": "docs/a.txt"}), 404)  # pending is invisible
+
+    info = leader.post(f"/txns/{txn['txn_id']}/commit").json()
+    assert info["state"] == "committed" and info["chunks"] == 3 and info["size"] == 2500
+    assert leader.post(f"/txns/{txn['txn_id']}/commit").json() == info  # idempotent
+    assert_error(leader.post(f"/txns/{txn['txn_id']}/abort"), 409)
+
+    m = leader.get("/manifest", params={"path": "docs/a.txt"})
+    meta, digests = decode_manifest(m.content)
+    assert meta["version"] == 1 and len(digests) == 96
+    assert digests[:32] == hashlib.sha256(data[:CHUNK]).digest()
+
+    # A second version; an aborted third one never shows and its number is reused.
+    assert put(leader, "docs/a.txt", b"second")["version"] == 2
+    r3 = prepare(leader, "docs/a.txt", b"third")
+    assert r3.json()["version"] == 3
+    assert leader.post(f"/txns/{r3.json()['txn_id']}/abort").json() == {"txn_id": r3.json()["txn_id"], "aborted": True}
+    assert_error(leader.post(f"/txns/{r3.json()['txn_id']}/commit"), 404)
+    assert_error(leader.post(f"/txns/{r3.json()['txn_id']}/abort"), 404)
+    assert leader.get("/stat", params={"path": "docs/a.txt"}).json()["version"] == 2
+    assert leader.get("/stat", params={"path": "docs/a.txt", "version": 1}).json()["size"] == 2500
+    versions = leader.get("/versions", params={"path": "docs/a.txt"}).json()
+    assert [v["version"] for v in versions["versions"]] == [1, 2]
+
+    # Reusing a txn id is a conflict; an empty file has no chunks.
+    assert_error(prepare(leader, "docs/other", b"", txn_id=txn["txn_id"]), 409, "already used")
+    empty = put(leader, "docs/empty", b"")
+    assert empty["chunks"] == 0 and decode_manifest(leader.get("/manifest", params={"path": "docs/empty"}).content)[1] == b""
+
+
+def test_create_only(leader):
+    first = prepare(leader, "c/file", b"one", create_only="true")
+    second = prepare(leader, "c/file", b"two", create_only="true")
+    assert first.status_code == second.status_code == 201
+    assert leader.post(f"/txns/{first.json()['txn_id']}/commit").status_code == 200
+    # The loser of the race is aborted at commit.
+    assert_error(leader.post(f"/txns/{second.json()['txn_id']}/commit"), 412)
+    assert_error(leader.post(f"/txns/{second.json()['txn_id']}/commit"), 404)
+    # Now a live version exists: 412 at prepare.
+    assert_error(prepare(leader, "c/file", b"three", create_only="true"), 412, "exists")
+    # After a delete, create-only works again and takes the next version number.
+    leader.delete("/files", params={"path": "c/file"})
+    r = prepare(leader, "c/file", b"four", create_only="true")
+    assert r.status_code == 201 and r.json()["version"] == 2  # the aborted loser's number is free again
+
+
+def test_delete_tombstones(leader):
+    put(leader, "d/f", b"1")
+    put(leader, "d/f", b"2")
+    assert leader.delete("/files", params={"path": "d/f"}).json() == {"path": "d/f", "deleted_versions": 2}
+    for endpoint in ("/stat", "/manifest", "/versions"):
+        assert_error(leader.get(endpoint, params={"path": "d/f"}), 404)
+    assert_error(leader.delete("/files", params={"path": "d/f"}), 404)
+    assert put(leader, "d/f", b"3")["version"] == 3
+
+
+def test_pending_sweep(start_leader):
+    _, client = start_leader(PENDING_TTL="1", SWEEP_INTERVAL="0.2")
+    r = prepare(client, "s/p", b"abc")
+    txn_id = r.json()["txn_id"]
+
+    def swept() -> bool:
+        return client.post(f"/txns/{txn_id}/abort").status_code == 404
+
+    wait_until(swept, 10, what="pending version swept")
+    assert_error(client.post(f"/txns/{txn_id}/commit"), 404)
+
+
+# ---------------------------------------------------------------- namespace
+
+
+def test_list_direct_and_recursive(leader):
+    put(leader, "l/a.txt", b"a" * 10)
+    put(leader, "l/sub/b.txt", b"b" * 20)
+    put(leader, "l/sub/deep/c.txt", b"c" * 30)
+    put(leader, "l0", b"sibling that sorts right after 'l/'")
+    put(leader, "l/gone", b"x")
+    leader.delete("/files", params={"path": "l/gone"})
+    prepare(leader, "l/pending", b"p")  # never committed
+
+    listing = leader.get("/list", params={"folder": "/l/"}).json()
+    assert listing["folder"] == "l"
+    assert [(e["name"], e["type"], e["size"]) for e in listing["entries"]] == [("a.txt", "file", 10), ("sub", "dir", 50)]
+    assert listing["entries"][0]["version"] == 1 and listing["entries"][1]["path"] == "l/sub"
+
+    rec = leader.get("/list", params={"folder": "l", "recursive": "true"}).json()
+    assert [e["path"] for e in rec["entries"]] == ["l/a.txt", "l/sub/b.txt", "l/sub/deep/c.txt"]
+    assert all(e["type"] == "file" for e in rec["entries"])
+
+    root = leader.get("/list").json()
+    assert {e["name"] for e in root["entries"]} >= {"l", "l0"}
+    assert_error(leader.get("/list", params={"folder": "nothing/here"}), 404)
+
+
+def test_rename_file_and_folder(leader):
+    put(leader, "r/one", b"1")
+    put(leader, "r/one", b"11")
+    assert leader.post("/rename", json={"src": "r/one", "dst": "r/two"}).json() == {"src": "r/one", "dst": "r/two", "renamed": 1}
+    assert_error(leader.get("/stat", params={"path": "r/one"}), 404)
+    assert [v["size"] for v in leader.get("/versions", params={"path": "r/two"}).json()["versions"]] == [1, 2]
+
+    # Destination with old tombstones: the moved versions are renumbered above them.
+    put(leader, "r/three", b"old")
+    leader.delete("/files", params={"path": "r/three"})
+    leader.post("/rename", json={"src": "r/two", "dst": "r/three"}).raise_for_status()
+    assert [v["version"] for v in leader.get("/versions", params={"path": "r/three"}).json()["versions"]] == [2, 3]
+    assert leader.get("/stat", params={"path": "r/three"}).json()["size"] == 2
+
+    # Folder rename moves every live file below it.
+    put(leader, "f/src/a", b"a")
+    put(leader, "f/src/x/b", b"bb")
+    assert leader.post("/rename", json={"src": "/f/src/", "dst": "f/dst/"}).json()["renamed"] == 2
+    assert [e["path"] for e in leader.get("/list", params={"folder": "f", "recursive": True}).json()["entries"]] == [
+        "f/dst/a", "f/dst/x/b"]
+    assert_error(leader.get("/list", params={"folder": "f/src"}), 404)
+
+    assert_error(leader.post("/rename", json={"src": "f/nope", "dst": "f/z"}), 404)
+    assert_error(leader.post("/rename", json={"src": "f/dst", "dst": "r"}), 409, "exists")
+    assert_error(leader.post("/rename", json={"src": "f/dst/a", "dst": "r/three"}), 409)
+    assert_error(leader.post("/rename", json={"src": "f/dst", "dst": "f/dst/inner"}), 400, "itself")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_are_4xx_json(leader):
+    good = {"txn_id": "t1", "path": "b/f", "size": 5, "sha256": "0" * 64, "chunk_size": CHUNK}
+    body = b"\0" * 32
+
+    def post_txn(body=body, **changes):
+        params = {k: v for k, v in {**good, **changes}.items() if v is not None}
+        return leader.post("/txns", params=params, content=body)
+
+    assert_error(post_txn(path="a//b"), 400, "empty segment")
+    assert_error(post_txn(path="../x"), 400, "'..'")
+    assert_error(post_txn(body=b"\0" * 31), 400, "digest body")
+    assert_error(post_txn(body=b"\0" * 64), 400, "digest body")
+    assert_error(post_txn(sha256="ABC"), 400, "sha256")
+    assert_error(post_txn(sha256="G" * 64), 400, "sha256")
+    assert_error(post_txn(chunk_size=10), 400, "chunk_size")
+    assert_error(post_txn(size=-1), 400, "size")
+    assert_error(post_txn(size="five"), 400, "size")
+    assert_error(post_txn(txn_id="bad id!"), 400, "txn_id")
+    assert_error(post_txn(txn_id=None), 400, "txn_id")
+    assert_error(post_txn(replication=0), 400, "replication")
+    assert_error(post_txn(create_only="maybe"), 400, "create_only")
+    assert_error(leader.post("/txns/bad%20id/commit"), 400, "txn_id")
+    assert_error(leader.post("/txns/unknown/commit"), 404)
+    assert_error(leader.get("/stat", params={"path": "b/f", "version": "x"}), 400, "version")
+    assert_error(leader.get("/stat", params={"path": "b/f", "version": 0}), 400, "version")
+    assert_error(leader.get("/manifest"), 400, "path")
+    assert_error(leader.get("/manifest", params={"path": "a\x01b"}), 400, "control")
+    assert_error(leader.get("/list", params={"folder": "a//b"}), 400)
+    assert_error(leader.delete("/files", params={"path": ""}), 400, "empty")
+    assert_error(leader.post("/rename", json={"src": "a"}), 400, "dst")
+    assert_error(leader.post("/rename", content=b"not json", headers={"content-type": "application/json"}), 400)
+    assert_error(leader.post("/servers", json={"server_id": "x y", "advertise_url": "http://h:1", "capacity_bytes": 1}), 400)
+    assert_error(leader.post("/servers", json={"server_id": "x", "advertise_url": "ftp://h", "capacity_bytes": 1}), 400)
+    assert_error(leader.get("/nope"), 404)
+    # Nothing above reached the store.
+    assert_error(leader.get("/stat", params={"path": "b/f"}), 404)
+
+
+def test_racing_writers_get_distinct_versions(leader):
+    import concurrent.futures
+
+    def one(i: int) -> int:
+        with httpx.Client(base_url=leader.base_url, timeout=10) as c:
+            return put(c, "race/file", str(i).encode())["version"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        got = sorted(pool.map(one, range(24)))
+    assert got == list(range(1, 25))
+    assert len(leader.get("/versions", params={"path": "race/file"}).json()["versions"]) == 24
+
+
+def test_concurrent_create_only_commits_have_one_winner(leader):
+    import concurrent.futures
+
+    txns = [prepare(leader, "co/race", str(i).encode(), create_only="true").json()["txn_id"] for i in range(6)]
+
+    def commit(txn_id: str) -> int:
+        with httpx.Client(base_url=leader.base_url, timeout=10) as c:
+            return c.post(f"/txns/{txn_id}/commit").status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(commit, txns))
+    assert codes == [200] + [412] * 5
+    assert len(leader.get("/versions", params={"path": "co/race"}).json()["versions"]) == 1

@@ -1,0 +1,272 @@
+"""``ringfs``: run a local cluster and move files in and out of RingFS.
+
+Every command that talks to RingFS takes ``--url`` (default ``http://127.0.0.1:8010``, or
+``$RINGFS_URL``). Errors are one line on stderr and exit status 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from user_app.client import DEFAULT_URL, Client, ClientError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="RingFS: a GFS-style distributed file system.")
+out = Console()
+err = Console(stderr=True)
+
+UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="RINGFS_URL", help="User app URL.")
+# Parallel transfers for -r: enough to hide round trips, few enough not to swamp a 2-core box.
+DEFAULT_JOBS = 8
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _progress(total: int, enabled: bool) -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
+
+
+def _run(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except ClientError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
+
+
+def _copy_many(jobs: list[tuple[str, str]], transfer: Callable[[Client, str, str], int], url: str, workers: int,
+               label: str) -> None:
+    show = err.is_terminal
+    total_files = len(jobs)
+    started = time.monotonic()
+    done_bytes = 0
+    with Client(url) as client, _progress(total_files, show) as progress:
+        task = progress.add_task(label, total=None)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(transfer, client, a, b): a for a, b in jobs}
+            for fut in as_completed(futures):
+                n = fut.result()
+                done_bytes += n
+                progress.update(task, advance=n)
+    secs = max(time.monotonic() - started, 1e-9)
+    if show:
+        err.print(f"{label}: {total_files} files, {done_bytes} bytes in {secs:.2f}s ({total_files / secs:.0f} files/s)")
+
+
+@app.command()
+def put(local: Path = typer.Argument(..., help="Local file, or folder with -r."),
+        remote: str = typer.Argument(..., help="Path in RingFS (folder with -r)."),
+        recursive: bool = typer.Option(False, "-r", "--recursive", help="Copy a whole folder tree."),
+        create_only: bool = typer.Option(False, "--create-only", help="Fail if the path exists."),
+        chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Chunk size in bytes for this upload."),
+        jobs: int = typer.Option(DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
+        url: str = UrlOption) -> None:
+    """Upload a file (or a tree with -r)."""
+
+    def one(client: Client, src: str, dst: str) -> int:
+        return client.put_file(src, dst, create_only=create_only, chunk_size=chunk_size)["size"]
+
+    def run() -> None:
+        if recursive:
+            if not local.is_dir():
+                _fail(f"{local} is not a folder")
+            base = remote.strip("/")
+            pairs = []
+            for root, _, files in os.walk(local):
+                for name in sorted(files):
+                    p = Path(root) / name
+                    rel = p.relative_to(local).as_posix()
+                    pairs.append((str(p), f"{base}/{rel}" if base else rel))
+            _copy_many(pairs, one, url, jobs, "put")
+            return
+        if local.is_dir():
+            _fail(f"{local} is a folder: use -r")
+        size = local.stat().st_size
+        with Client(url) as client, _progress(size, err.is_terminal and size > 8 << 20) as progress:
+            task = progress.add_task(remote, total=size)
+            with open(local, "rb") as f:
+                result = client.put(remote, f, create_only=create_only, chunk_size=chunk_size,
+                                    progress=lambda n: progress.update(task, advance=n))
+        out.print(f"{result['path']} version {result['version']}: {result['size']} bytes, sha256 {result['sha256']}",
+                  highlight=False)
+
+    _run(run)
+
+
+@app.command()
+def get(remote: str = typer.Argument(..., help="Path in RingFS (folder with -r)."),
+        local: Path = typer.Argument(..., help="Local file, or folder with -r; '-' writes to stdout."),
+        recursive: bool = typer.Option(False, "-r", "--recursive", help="Copy a whole folder tree."),
+        version: Optional[int] = typer.Option(None, "--version", help="Read an older version."),
+        jobs: int = typer.Option(DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
+        url: str = UrlOption) -> None:
+    """Download a file (or a tree with -r)."""
+
+    def one(client: Client, src: str, dst: str) -> int:
+        return client.get_file(src, dst)
+
+    def run() -> None:
+        with Client(url) as client:
+            if recursive:
+                base = remote.strip("/")
+                entries = client.ls(base, recursive=True)
+                pairs = []
+                for e in entries:
+                    rel = e["path"][len(base) + 1:] if base else e["path"]
+                    pairs.append((e["path"], str(local / rel)))
+                _copy_many(pairs, one, url, jobs, "get")
+                return
+            if str(local) == "-":
+                for block in client.iter_bytes(remote, version=version):
+                    sys.stdout.buffer.write(block)
+                return
+            size = client.stat(remote, version=version)["size"]
+            with _progress(size, err.is_terminal and size > 8 << 20) as progress:
+                task = progress.add_task(remote, total=size)
+                client.get_file(remote, local, version=version, progress=lambda n: progress.update(task, advance=n))
+
+    _run(run)
+
+
+@app.command()
+def ls(folder: str = typer.Argument("", help="Folder (default: the root)."),
+       recursive: bool = typer.Option(False, "-r", "--recursive"),
+       url: str = UrlOption) -> None:
+    """List a folder: files with size and version, and sub-folders."""
+
+    def run() -> None:
+        with Client(url) as client:
+            entries = client.ls(folder, recursive=recursive)
+        table = Table(box=None, show_header=out.is_terminal)
+        for col in ("type", "size", "version", "name"):
+            table.add_column(col, justify="right" if col in ("size", "version") else "left")
+        for e in entries:
+            table.add_row(e["type"], str(e["size"]), str(e.get("version") or ""),
+                          e["path"] if recursive else e["name"] + ("/" if e["type"] == "dir" else ""))
+        out.print(table)
+
+    _run(run)
+
+
+@app.command()
+def stat(path: str, version: Optional[int] = typer.Option(None, "--version"), url: str = UrlOption) -> None:
+    """Show a file's metadata."""
+
+    def run() -> None:
+        with Client(url) as client:
+            for k, v in client.stat(path, version=version).items():
+                out.print(f"{k:12} {v}", highlight=False)
+
+    _run(run)
+
+
+@app.command()
+def versions(path: str, url: str = UrlOption) -> None:
+    """List a file's versions."""
+
+    def run() -> None:
+        with Client(url) as client:
+            for v in client.versions(path):
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"]))
+                out.print(f"{v['version']:>5}  {v['size']:>12}  {when}  {v['sha256']}", highlight=False)
+
+    _run(run)
+
+
+@app.command()
+def rm(path: str, url: str = UrlOption) -> None:
+    """Delete a file."""
+    _run(lambda: Client(url).rm(path))
+
+
+@app.command()
+def mv(src: str, dst: str, url: str = UrlOption) -> None:
+    """Rename a file or a folder."""
+    _run(lambda: Client(url).mv(src, dst))
+
+
+@app.command()
+def status(url: str = UrlOption) -> None:
+    """Show the cluster: chunk servers, their state and ring share, the policy."""
+
+    def run() -> None:
+        with Client(url) as client:
+            c = client.cluster()
+        out.print(f"ring epoch {c['epoch']}, replication factor {c['replication_factor']}, "
+                  f"chunk size {c['chunk_size']} bytes", highlight=False)
+        table = Table()
+        for col in ("server", "url", "state", "virtual nodes", "missed checks"):
+            table.add_column(col)
+        total = sum(s["virtual_nodes"] for s in c["servers"]) or 1
+        for s in c["servers"]:
+            table.add_row(s["server_id"], s["url"], s["state"],
+                          f"{s['virtual_nodes']} ({100 * s['virtual_nodes'] / total:.0f}%)", str(s.get("missed_checks", 0)))
+        out.print(table)
+
+    _run(run)
+
+
+@app.command()
+def up(chunk_servers: int = typer.Option(3, "--chunk-servers", help="How many chunk servers."),
+       replication: int = typer.Option(3, "--replication", help="Replication factor."),
+       data_dir: Path = typer.Option(Path("./ringfs-data"), "--data-dir", help="Where all data lives."),
+       database_url: str = typer.Option("", "--database-url", help="Leader database (default SQLite)."),
+       port: int = typer.Option(8010, "--port", help="User app port."),
+       leader_port: int = typer.Option(8000, "--leader-port", help="Leader port."),
+       chunk_server_port: int = typer.Option(8100, "--chunk-server-port", help="First chunk server port.")) -> None:
+    """Start a whole cluster on this machine (leader, chunk servers, user app); Ctrl-C stops it."""
+    from shared.local_cluster import LocalCluster
+
+    cluster = LocalCluster(data_dir=data_dir, chunk_servers=chunk_servers, replication=replication,
+                           database_url=database_url, leader_port=leader_port, user_app_port=port,
+                           chunk_server_base_port=chunk_server_port)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        cluster.start()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        cluster.stop()
+        _fail(f"cluster did not start: {exc}")
+    out.print(f"RingFS is up. Data and logs under {cluster.data_dir}")
+    out.print(f"  leader        {cluster.leader_url}")
+    for s in cluster.servers:
+        out.print(f"  {s.name:13} {s.url}")
+    out.print(f"  user app      {cluster.url}   <- talk to this one (ringfs put/get --url {cluster.url})")
+    out.print("Ctrl-C stops everything.")
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+            dead = [s.name for s in cluster.services() if not s.alive]
+            if dead:
+                err.print(f"[yellow]warning:[/yellow] stopped: {', '.join(dead)} (see {cluster.data_dir}/logs)")
+                stop["now"] = len(dead) == len(cluster.services())
+                time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        out.print("stopping RingFS ...")
+        cluster.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

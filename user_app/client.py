@@ -1,0 +1,155 @@
+"""A small synchronous Python client for the user web API; the ``ringfs`` CLI is built on it.
+
+>>> from user_app.client import Client
+>>> c = Client("http://127.0.0.1:8010")
+>>> c.put("docs/a.txt", b"hello")["version"]
+1
+>>> c.get("docs/a.txt")
+b'hello'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any, Iterator
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8010"
+STREAM_BLOCK = 1024 * 1024  # bytes per read when streaming a local file up or a download down
+
+
+class ClientError(Exception):
+    """The user app answered with an error (``status`` and its ``{"error"}`` message) or was unreachable
+    (``status`` 0)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})" if status else message)
+        self.status = status
+        self.message = message
+
+
+def _check(resp: httpx.Response) -> httpx.Response:
+    if resp.status_code >= 400:
+        if resp.is_stream_consumed is False:
+            resp.read()
+        try:
+            message = resp.json().get("error", resp.text)
+        except ValueError:
+            message = resp.text or resp.reason_phrase
+        raise ClientError(resp.status_code, message)
+    return resp
+
+
+def _file_blocks(f: IO[bytes], progress=None) -> Iterator[bytes]:
+    while block := f.read(STREAM_BLOCK):
+        if progress:
+            progress(len(block))
+        yield block
+
+
+class Client:
+    """Talks to one user app over a keep-alive connection pool; safe to share between threads."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout,
+                                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        try:
+            return _check(self.http.request(method, url, **kw))
+        except httpx.HTTPError as exc:
+            raise ClientError(0, f"cannot reach RingFS at {self.url}: {exc}") from exc
+
+    @staticmethod
+    def _q(path: str) -> str:
+        return quote(path.lstrip("/"), safe="/")
+
+    # ------------------------------------------------------------ files
+
+    def put(self, path: str, data: bytes | IO[bytes] | Iterator[bytes], *, create_only: bool = False,
+            chunk_size: int | None = None, progress=None) -> dict:
+        """Store ``data`` (bytes, a binary file object or an iterator of bytes, streamed) as the next version
+        of ``path``. Returns ``{"path","version","size","sha256","chunks"}``. Raises :class:`ClientError`
+        (412 when ``create_only`` and the path exists)."""
+        headers = {"If-None-Match": "*"} if create_only else {}
+        params = {"chunk_size": chunk_size} if chunk_size else None
+        content = _file_blocks(data, progress) if hasattr(data, "read") else data
+        return self._request("PUT", f"/files/{self._q(path)}", content=content, headers=headers,
+                             params=params).json()
+
+    def put_file(self, local: str | os.PathLike, path: str, **kw: Any) -> dict:
+        with open(local, "rb") as f:
+            return self.put(path, f, **kw)
+
+    def get(self, path: str, *, version: int | None = None, byte_range: tuple[int, int | None] | None = None) -> bytes:
+        """The whole content (or ``byte_range`` inclusive) of the latest or a given version."""
+        headers = {}
+        if byte_range is not None:
+            a, b = byte_range
+            headers["Range"] = f"bytes={a}-{'' if b is None else b}"
+        params = {"version": version} if version else None
+        return self._request("GET", f"/files/{self._q(path)}", params=params, headers=headers).content
+
+    def iter_bytes(self, path: str, *, version: int | None = None) -> Iterator[bytes]:
+        """Stream the content in blocks without holding it whole."""
+        params = {"version": version} if version else None
+        try:
+            with self.http.stream("GET", f"/files/{self._q(path)}", params=params) as resp:
+                _check(resp)
+                yield from resp.iter_bytes(STREAM_BLOCK)
+        except httpx.HTTPError as exc:
+            raise ClientError(0, f"download of {path} failed: {exc}") from exc
+
+    def get_file(self, path: str, local: str | os.PathLike, *, version: int | None = None, progress=None) -> int:
+        """Download to ``local`` atomically (temp file + rename). Returns the byte count."""
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f".{local.name}.ringfs-part")
+        n = 0
+        try:
+            with open(tmp, "wb") as f:
+                for block in self.iter_bytes(path, version=version):
+                    f.write(block)
+                    n += len(block)
+                    if progress:
+                        progress(len(block))
+            os.replace(tmp, local)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return n
+
+    def stat(self, path: str, *, version: int | None = None) -> dict:
+        params = {"version": version} if version else None
+        return self._request("GET", f"/stat/{self._q(path)}", params=params).json()
+
+    def versions(self, path: str) -> list[dict]:
+        return self._request("GET", f"/versions/{self._q(path)}").json()["versions"]
+
+    def ls(self, folder: str = "", *, recursive: bool = False) -> list[dict]:
+        folder = self._q(folder.strip("/"))
+        return self._request("GET", f"/list/{folder}", params={"recursive": str(recursive).lower()}).json()["entries"]
+
+    def rm(self, path: str) -> None:
+        self._request("DELETE", f"/files/{self._q(path)}")
+
+    def mv(self, src: str, dst: str) -> dict:
+        return self._request("POST", "/rename", json={"src": src, "dst": dst}).json()
+
+    def locations(self, path: str) -> dict:
+        return self._request("GET", f"/locations/{self._q(path)}").json()
+
+    def cluster(self) -> dict:
+        return self._request("GET", "/cluster").json()

@@ -1,0 +1,159 @@
+"""The read path (reference design, "Read Data": metadata from the leader, servers found by binary
+search on the ring, chunks requested in batches, "attempts to read from the next 3 servers on the hash
+ring if failed to read from closest").
+
+Chunks are fetched a piece at a time, each piece batched per server with servers in parallel, and a
+bounded window of pieces read ahead, so a download streams in order with flat memory whatever the file
+size. Every chunk is verified against its SHA-256 digest; a missing or corrupt copy, or a server that
+fails, sends the chunk to its next candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from shared.errors import Unavailable
+from shared.protocol import DIGEST_SIZE, iter_frames
+from shared.ring import ServerInfo
+from user_app.peers import PeerClient
+from user_app.placement import Placement, RingCache
+
+log = logging.getLogger("ringfs.reader")
+
+# Next servers tried beyond the replicas: the reference design's "next 3 servers on the hash ring".
+EXTRA_READ_CANDIDATES = 3
+
+
+@dataclass
+class FileView:
+    """A committed version to read: its metadata and packed chunk digests."""
+
+    meta: dict
+    digests: bytes
+
+    @property
+    def size(self) -> int:
+        return self.meta["size"]
+
+    @property
+    def chunk_size(self) -> int:
+        return self.meta["chunk_size"]
+
+    def digest(self, index: int) -> bytes:
+        return self.digests[index * DIGEST_SIZE : (index + 1) * DIGEST_SIZE]
+
+
+class ChunkReader:
+    """Fetches and verifies chunks; shared by all requests of a user app."""
+
+    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int) -> None:
+        self.peers = peers
+        self.rings = rings
+        self.piece_size = piece_size
+        self.pieces_in_flight = pieces_in_flight
+        self.fallbacks = 0  # chunks served by a later candidate than the first
+
+    async def open(self, path: str, version: int | None) -> FileView:
+        """Resolve ``path`` (and ``version``) to a committed version in one leader call. Raises
+        :class:`NotFound` (404) or :class:`Unavailable` (503)."""
+        meta, digests = await self.peers.rpc_manifest(path, version)
+        return FileView(meta, digests)
+
+    async def stream(self, view: FileView, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield bytes ``start`` to ``end`` inclusive (default: to the end) in order. Raises
+        :class:`Unavailable` when a chunk has no reachable, intact copy."""
+        if view.size == 0:
+            return
+        end = view.size - 1 if end is None else end
+        cs = view.chunk_size
+        first, last = start // cs, end // cs
+        per_piece = max(1, self.piece_size // cs)
+        placement = await self.rings.get()
+        window: deque[tuple[int, asyncio.Task]] = deque()
+        next_index = first
+        try:
+            while window or next_index <= last:
+                while next_index <= last and len(window) < self.pieces_in_flight:
+                    stop = min(last + 1, next_index + per_piece)
+                    digests = [view.digest(i) for i in range(next_index, stop)]
+                    window.append((next_index, asyncio.create_task(
+                        self.fetch(placement, digests, view.meta.get("replication", placement.replication_factor)))))
+                    next_index = stop
+                base, task = window.popleft()
+                datas = await task
+                for k, data in enumerate(datas):
+                    i = base + k
+                    lo = start - i * cs if i == first else 0
+                    hi = end - i * cs + 1 if i == last else len(data)
+                    yield data[lo:hi] if (lo or hi != len(data)) else data
+        finally:
+            for _, task in window:
+                task.cancel()
+
+    async def fetch(self, placement: Placement, digests: list[bytes], replication: int) -> list[bytes]:
+        """Fetch ``digests`` (in order) from the ring, batched per server, with fallback along each
+        chunk's read candidates. Raises :class:`Unavailable` for a chunk no candidate can serve."""
+        ring = placement.ring
+        cands: list[list[ServerInfo]] = [ring.read_candidates(d, replication, EXTRA_READ_CANDIDATES) for d in digests]
+        attempt = [0] * len(digests)
+        out: list[bytes | None] = [None] * len(digests)
+        todo = list(range(len(digests)))
+        while todo:
+            batches: dict[str, list[int]] = defaultdict(list)
+            for i in todo:
+                if attempt[i] >= len(cands[i]):
+                    raise Unavailable(f"chunk {digests[i].hex()} has no reachable intact copy "
+                                      f"(tried {len(cands[i])} servers)")
+                batches[cands[i][attempt[i]].url].append(i)
+            urls = list(batches)
+            results = await asyncio.gather(
+                *(self.peers.rpc_read_chunks(u, [digests[i] for i in batches[u]]) for u in urls),
+                return_exceptions=True)
+            todo = []
+            for url, result in zip(urls, results):
+                idxs = batches[url]
+                if isinstance(result, BaseException):
+                    if not isinstance(result, Unavailable):
+                        log.warning("read from %s failed: %r", url, result)
+                    for i in idxs:
+                        attempt[i] += 1
+                    todo.extend(idxs)
+                    continue
+                got = {d: data for d, data in iter_frames(result) if data is not None}
+                for i in idxs:
+                    data = got.get(digests[i])
+                    if data is not None and hashlib.sha256(data).digest() == digests[i]:
+                        out[i] = bytes(data)
+                        if attempt[i]:
+                            self.fallbacks += 1
+                    else:
+                        if data is not None:
+                            log.warning("corrupt copy of %s on %s", digests[i].hex(), url)
+                        attempt[i] += 1
+                        todo.append(i)
+        return out  # type: ignore[return-value]
+
+    async def locate(self, placement: Placement, digests: list[bytes], replication: int) -> list[list[str]]:
+        """For each digest, the URLs of the candidate servers that hold it committed (asked, not assumed)."""
+        ring = placement.ring
+        cands = [ring.read_candidates(d, replication, EXTRA_READ_CANDIDATES) for d in digests]
+        asks: dict[str, list[int]] = defaultdict(list)
+        for i, cs in enumerate(cands):
+            for s in cs:
+                asks[s.url].append(i)
+        urls = list(asks)
+        results = await asyncio.gather(*(self.peers.rpc_chunks_exist(u, [digests[i] for i in asks[u]]) for u in urls),
+                                       return_exceptions=True)
+        holders: list[list[str]] = [[] for _ in digests]
+        for url, result in zip(urls, results):
+            if isinstance(result, BaseException):
+                continue
+            for i, presence in zip(asks[url], result):
+                if presence == 2:
+                    holders[i].append(url)
+        return holders

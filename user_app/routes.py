@@ -1,0 +1,176 @@
+"""The user web API (port 8010): the exact contract of the README's "User API" section."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from fastapi import APIRouter, Request
+from shared.http import JSONResponse
+from fastapi.responses import Response, StreamingResponse
+
+from shared.errors import BadRequest
+from shared.paths import normalize_folder, normalize_path
+from shared.protocol import RenameRequest, unpack_digests
+from user_app.ranges import parse_range
+
+router = APIRouter()
+
+
+def _services(request: Request):
+    return request.app.state.services
+
+
+def _raw_path(request: Request, prefix: str) -> str:
+    """The path after ``prefix`` decoded strictly from the raw URL: the ASGI server's own decoding
+    replaces invalid UTF-8 with U+FFFD, which would turn a bad name into a different valid one."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    tail = raw.split(b"?", 1)[0][len(prefix):]
+    try:
+        return unquote_to_bytes(tail).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("path is not valid UTF-8") from None
+
+
+def _file_path(request: Request, prefix: str) -> str:
+    return normalize_path(_raw_path(request, prefix))
+
+
+def _version_param(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        version = int(raw)
+    except ValueError:
+        raise BadRequest(f"version must be a positive integer, got {raw!r}") from None
+    if version < 1:
+        raise BadRequest(f"version must be a positive integer, got {raw!r}")
+    return version
+
+
+def _int_param(name: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.put("/files/{path:path}", status_code=201)
+async def put_file(path: str, request: Request) -> JSONResponse:
+    """Store the raw body as the next version of ``path``. ``If-None-Match: *`` makes it create-only
+    (412 if the path exists); ``?chunk_size=`` overrides the cluster chunk size within its bounds."""
+    path = _file_path(request, b"/files/")
+    inm = request.headers.get("if-none-match")
+    if inm is not None and inm.strip() != "*":
+        raise BadRequest("only 'If-None-Match: *' is supported on PUT")
+    chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
+    result = await _services(request).writer.write(path, request.stream(), chunk_size=chunk_size,
+                                                    create_only=inm is not None)
+    return JSONResponse(vars(result), status_code=201)
+
+
+@router.api_route("/files/{path:path}", methods=["GET", "HEAD"])
+async def get_file(path: str, request: Request) -> Response:
+    """The bytes of the latest (or ``?version=N``) version, with ``Range`` support."""
+    path = _file_path(request, b"/files/")
+    reader = _services(request).reader
+    view = await reader.open(path, _version_param(request.query_params.get("version")))
+    size = view.size
+    headers = {
+        "ETag": f'"{view.meta["sha256"]}"',
+        "Accept-Ranges": "bytes",
+        "X-RingFS-Version": str(view.meta["version"]),
+    }
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    rng = parse_range(request.headers.get("range"), size)
+    status, start, end = 200, 0, size - 1
+    if rng is not None:
+        status, (start, end) = 206, rng
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1 if size else 0)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    if size == 0:
+        return Response(b"", status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(reader.stream(view, start, end), status_code=status, headers=headers,
+                             media_type=media_type)
+
+
+@router.delete("/files/{path:path}", status_code=204)
+async def delete_file(path: str, request: Request) -> Response:
+    path = _file_path(request, b"/files/")
+    await _services(request).peers.rpc_leader_json("DELETE", "/files", params={"path": path})
+    return Response(status_code=204)
+
+
+def _stat_body(meta: dict) -> dict[str, Any]:
+    return {"path": meta["path"], "size": meta["size"], "version": meta["version"], "sha256": meta["sha256"],
+            "chunks": meta["chunks"], "replication": meta["replication"], "created_at": meta["created_at"],
+            "chunk_size": meta["chunk_size"]}
+
+
+@router.get("/stat/{path:path}")
+async def stat(path: str, request: Request) -> dict:
+    params: dict[str, Any] = {"path": _file_path(request, b"/stat/")}
+    version = _version_param(request.query_params.get("version"))
+    if version is not None:
+        params["version"] = version
+    return _stat_body(await _services(request).peers.rpc_leader_json("GET", "/stat", params=params))
+
+
+@router.get("/versions/{path:path}")
+async def versions(path: str, request: Request) -> dict:
+    body = await _services(request).peers.rpc_leader_json("GET", "/versions", params={"path": _file_path(request, b"/versions/")})
+    return {"path": body["path"], "versions": [_stat_body(v) for v in body["versions"]]}
+
+
+@router.get("/list")
+@router.get("/list/{folder:path}")
+async def list_folder(request: Request, folder: str = "", recursive: bool = False) -> dict:
+    """Direct children (files and sub-folders) of ``folder``; every file below it with ``recursive``."""
+    folder = _raw_path(request, b"/list/") if request.url.path.startswith("/list/") else ""
+    params = {"folder": normalize_folder(folder), "recursive": str(recursive).lower()}
+    return await _services(request).peers.rpc_leader_json("GET", "/list", params=params)
+
+
+@router.post("/rename")
+async def rename(body: RenameRequest, request: Request) -> dict:
+    payload = {"src": normalize_path(body.src), "dst": normalize_path(body.dst)}
+    return await _services(request).peers.rpc_leader_json("POST", "/rename", json=payload)
+
+
+@router.get("/locations/{path:path}")
+async def locations(path: str, request: Request) -> dict:
+    """For each chunk index: its hash and the advertise URLs of the servers that hold it (asked live)."""
+    services = _services(request)
+    view = await services.reader.open(_file_path(request, b"/locations/"), _version_param(request.query_params.get("version")))
+    digests = unpack_digests(view.digests)
+    placement = await services.rings.get()
+    holders = await services.reader.locate(placement, digests, view.meta["replication"])
+    return {"path": view.meta["path"], "version": view.meta["version"], "chunk_size": view.chunk_size,
+            "chunks": [{"index": i, "hash": d.hex(), "servers": h} for i, (d, h) in enumerate(zip(digests, holders))]}
+
+
+@router.get("/cluster")
+async def cluster(request: Request) -> dict:
+    """Every chunk server with its advertise URL and state, the ring epoch and the policy."""
+    ring = await _services(request).peers.rpc_get_ring()
+    shares: dict[str, int] = {}
+    for _, sid in ring["vnodes"]:
+        shares[sid] = shares.get(sid, 0) + 1
+    return {
+        "epoch": ring["epoch"],
+        "replication_factor": ring["replication_factor"],
+        "chunk_size": ring["chunk_size"],
+        "min_chunk_size": ring["min_chunk_size"],
+        "max_chunk_size": ring["max_chunk_size"],
+        "servers": [{**s, "virtual_nodes": shares.get(s["server_id"], 0)} for s in ring["servers"]],
+    }

@@ -1,0 +1,223 @@
+"""The two-phase commit write path (reference design, "Two-Phase Commit Process"; GFS §3.1 splits data
+flow from control flow the same way).
+
+1. **prepare chunks**: every chunk goes *pending* under the transaction id to each server of its
+   preference list, batched per server, servers in parallel, pieces pipelined;
+2. **prepare version**: the leader records the name → chunk list mapping as *pending*;
+3. **commit chunks** on every server that took pending data;
+4. **commit version** on the leader: only now is the version visible.
+
+A failure before (4) returns an error and leaves nothing visible; pending leftovers are aborted here on
+a best-effort basis and otherwise swept after ``PENDING_TTL``. A small file (one piece) runs (1) and (2)
+concurrently: (2) does not depend on (1)'s result, only (3) must wait for both.
+
+When a replica fails during (1) its chunks are handed to the next healthy server clockwise that does not
+hold them yet (a sloppy quorum, Dynamo §4.6), so a write still gets ``replication_factor`` copies while a
+dead server has not yet been noticed by the leader; reads look that far along the ring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from shared.errors import RingFSError, Unavailable
+from shared.ring import ServerInfo, ServerState, chunk_position
+from user_app.chunker import Piece, pieces
+from user_app.peers import PeerClient
+from user_app.placement import Placement, RingCache
+
+log = logging.getLogger("ringfs.writer")
+
+
+@dataclass
+class WriteResult:
+    """What ``PUT /files/{path}`` answers (201)."""
+
+    path: str
+    version: int
+    size: int
+    sha256: str
+    chunks: int
+
+
+@dataclass
+class _Txn:
+    txn_id: str
+    placement: Placement
+    replication: int
+    # chunks each server acknowledged as newly pending; commit must confirm at least this many
+    pending_by_server: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+class WriteCoordinator:
+    """Runs the 2PC write of one file at a time per call; shared by all requests of a user app."""
+
+    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int,
+                 crash_after_phase: int = 0) -> None:
+        self.peers = peers
+        self.rings = rings
+        self.piece_size = piece_size
+        self.pieces_in_flight = pieces_in_flight
+        self.crash_after_phase = crash_after_phase
+
+    def _crash_point(self, phase: int) -> None:
+        """Test-only fault injection (``CRASH_AFTER_PHASE``): die like ``kill -9`` after ``phase``."""
+        if self.crash_after_phase == phase:
+            log.warning("CRASH_AFTER_PHASE=%d: exiting", phase)
+            os._exit(70)
+
+    async def write(self, path: str, body: AsyncIterator[bytes], *, chunk_size: int | None = None,
+                    create_only: bool = False) -> WriteResult:
+        """Store ``body`` as the next version of ``path``.
+
+        Raises :class:`Unavailable` (503) when fewer healthy servers than the replication factor can be
+        reached or the leader is down, :class:`PreconditionFailed` (412) for ``create_only`` on an
+        existing path, :class:`BadRequest` for a chunk size outside the leader's bounds.
+        """
+        placement = await self.rings.get()
+        chunk_size = placement.chunk_size_for_upload(chunk_size)
+        txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor)
+        whole = hashlib.sha256()
+        digests = bytearray()
+        size = 0
+        in_flight: deque[asyncio.Task] = deque()
+        version_task: asyncio.Task | None = None
+        try:
+            stream = pieces(body, chunk_size, self.piece_size)
+            first = await anext(stream, None)
+            piece_iter = _chain_first(first, stream)
+            async for piece in piece_iter:
+                whole.update(piece.data)
+                size += len(piece.data)
+                for digest, _ in piece.chunks:
+                    digests += digest
+                in_flight.append(asyncio.create_task(self._prepare_piece(txn, piece)))
+                if len(in_flight) >= self.pieces_in_flight:
+                    await in_flight.popleft()
+                if size == len(piece.data) and piece_iter.exhausted:
+                    # one-piece file: phase 2 overlaps phase 1
+                    version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
+                                                                             chunk_size, create_only, bytes(digests)))
+            if first is None:  # empty file: no chunks, no phase 1
+                version_task = asyncio.create_task(self._prepare_version(txn, path, 0, whole.hexdigest(), chunk_size,
+                                                                         create_only, b""))
+            while in_flight:
+                await in_flight.popleft()
+            self._crash_point(1)
+            if version_task is None:
+                version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
+                                                                         chunk_size, create_only, bytes(digests)))
+            prepared = await version_task
+            self._crash_point(2)
+            await self._commit_chunks(txn)
+            self._crash_point(3)
+        except BaseException:
+            for task in [*in_flight, *([version_task] if version_task else [])]:
+                task.cancel()
+            await asyncio.shield(self._abort(txn, leader=version_task is not None))
+            raise
+        info = await self.peers.rpc_commit_version(txn.txn_id)
+        return WriteResult(path=info["path"], version=prepared["version"], size=size, sha256=whole.hexdigest(),
+                           chunks=len(digests) // 32)
+
+    async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
+                               create_only: bool, digests: bytes) -> dict:
+        return await self.peers.rpc_prepare_version(
+            txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
+            replication=txn.replication, create_only=create_only, digests=digests)
+
+    async def _prepare_piece(self, txn: _Txn, piece: Piece) -> None:
+        """Phase 1 for one piece: every chunk pending on ``replication`` distinct healthy servers."""
+        ring = txn.placement.ring
+        rf = txn.replication
+        failed: set[str] = set()
+        # for each chunk: the servers holding it pending so far, and its healthy candidates in ring order
+        placed: list[set[str]] = [set() for _ in piece.chunks]
+        candidates: list[list[ServerInfo]] = []
+        for digest, _ in piece.chunks:
+            cands = [s for s in ring.walk_ring(chunk_position(digest)) if s.state == ServerState.HEALTHY]
+            if len(cands) < rf:
+                raise Unavailable(f"only {len(cands)} healthy chunk servers for replication factor {rf}")
+            candidates.append(cands)
+        while True:
+            batches: dict[str, list[int]] = defaultdict(list)
+            for i, cands in enumerate(candidates):
+                need = rf - len(placed[i])
+                for server in cands:
+                    if need == 0:
+                        break
+                    if server.server_id in failed or server.server_id in placed[i]:
+                        continue
+                    batches[server.server_id].append(i)
+                    need -= 1
+                if need:
+                    raise Unavailable(f"cannot place chunk {piece.chunks[i][0].hex()} on {rf} servers: "
+                                      f"{len(failed)} failed during the write")
+            if not batches:
+                return
+            sids = list(batches)
+            results = await asyncio.gather(
+                *(self.peers.rpc_prepare_chunks(ring.servers[sid].url, txn.txn_id,
+                                                [piece.chunks[i] for i in batches[sid]]) for sid in sids),
+                return_exceptions=True)
+            for sid, result in zip(sids, results):
+                if isinstance(result, Unavailable):
+                    log.warning("prepare on %s failed (%s); handing its chunks off", sid, result)
+                    failed.add(sid)
+                    continue
+                if isinstance(result, BaseException):
+                    raise result
+                txn.urls[sid] = ring.servers[sid].url
+                txn.pending_by_server[sid] += result["stored"]
+                for i in batches[sid]:
+                    placed[i].add(sid)
+
+    async def _commit_chunks(self, txn: _Txn) -> None:
+        """Phase 3: commit on every server that took part; each must confirm every chunk it took."""
+        sids = list(txn.urls)
+        results = await asyncio.gather(*(self.peers.rpc_commit_chunks(txn.urls[s], [txn.txn_id]) for s in sids),
+                                       return_exceptions=True)
+        for sid, result in zip(sids, results):
+            if isinstance(result, BaseException):
+                raise Unavailable(f"commit on chunk server {txn.urls[sid]} failed: {result}")
+            if result.get(txn.txn_id, 0) < txn.pending_by_server[sid]:
+                raise Unavailable(f"chunk server {txn.urls[sid]} lost pending chunks of transaction {txn.txn_id}")
+
+    async def _abort(self, txn: _Txn, leader: bool) -> None:
+        """Best-effort abort of everything the txn left; the sweepers clear what this misses."""
+        calls = [self.peers.rpc_abort_chunks(url, [txn.txn_id]) for url in txn.urls.values()]
+        if leader:
+            calls.append(self.peers.rpc_abort_version(txn.txn_id))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, RingFSError):
+                log.warning("abort of %s: %r", txn.txn_id, r)
+
+
+class _chain_first:
+    """Async iterator over ``first`` then ``rest`` that knows when the stream is exhausted, so the
+    coordinator can tell a one-piece file while handling its only piece."""
+
+    def __init__(self, first: Piece | None, rest: AsyncIterator[Piece]) -> None:
+        self._next = first
+        self._rest = rest
+        self.exhausted = first is None
+
+    def __aiter__(self) -> "_chain_first":
+        return self
+
+    async def __anext__(self) -> Piece:
+        if self._next is None:
+            raise StopAsyncIteration
+        current = self._next
+        self._next = await anext(self._rest, None)
+        self.exhausted = self._next is None
+        return current
