@@ -30,6 +30,7 @@ from typing import AsyncIterator
 from shared.errors import RingFSError, Unavailable
 from shared.ring import ServerInfo, ServerState, chunk_position
 from user_app.chunker import Piece, pieces
+from user_app.group_commit import GroupCommitter
 from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
 
@@ -67,6 +68,7 @@ class WriteCoordinator:
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
         self.crash_after_phase = crash_after_phase
+        self.committer = GroupCommitter(peers)
 
     def _crash_point(self, phase: int) -> None:
         """Test-only fault injection (``CRASH_AFTER_PHASE``): die like ``kill -9`` after ``phase``."""
@@ -183,12 +185,12 @@ class WriteCoordinator:
     async def _commit_chunks(self, txn: _Txn) -> None:
         """Phase 3: commit on every server that took part; each must confirm every chunk it took."""
         sids = list(txn.urls)
-        results = await asyncio.gather(*(self.peers.rpc_commit_chunks(txn.urls[s], [txn.txn_id]) for s in sids),
+        results = await asyncio.gather(*(self.committer.commit(txn.urls[s], txn.txn_id) for s in sids),
                                        return_exceptions=True)
         for sid, result in zip(sids, results):
             if isinstance(result, BaseException):
                 raise Unavailable(f"commit on chunk server {txn.urls[sid]} failed: {result}")
-            if result.get(txn.txn_id, 0) < txn.pending_by_server[sid]:
+            if result < txn.pending_by_server[sid]:
                 raise Unavailable(f"chunk server {txn.urls[sid]} lost pending chunks of transaction {txn.txn_id}")
 
     async def _abort(self, txn: _Txn, leader: bool) -> None:
