@@ -1,8 +1,9 @@
 """The leader's FastAPI application: store, membership, background jobs and routers.
 
 ``create_app(settings)`` builds it; the lifespan opens the metadata store, loads the cached ring, starts
-APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s) and pending sweeper (every
-``SWEEP_INTERVAL`` s), and closes all of it on shutdown. The schema must already be at Alembic ``head``
+APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s), pending sweeper and trash purge
+(both every ``SWEEP_INTERVAL`` s), and closes all of it on shutdown. The one ``httpx.AsyncClient``
+(``app.state.http``) serves the health checks and fsck. The schema must already be at Alembic ``head``
 (``leader.migrations.run_migrations``, called by ``python -m leader``).
 """
 
@@ -18,16 +19,16 @@ from fastapi import FastAPI
 from shared.http import JSONResponse
 
 from leader.membership import Membership
-from leader.routes import files, health, servers, txns
+from leader.routes import files, fsck, gc, health, servers, trash, txns
 from leader.store import Store
-from leader.sweeper import sweep_once
+from leader.sweeper import purge_trash_once, sweep_once
 from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
 from shared.protocol import RING_EPOCH_HEADER
 
 log = logging.getLogger("ringfs.leader")
 
-# Connections kept to chunk servers for health checks: one per server is plenty.
+# Connections kept to chunk servers for health checks and fsck: one per server is plenty.
 HEALTH_CHECK_MAX_CONNECTIONS = 256
 
 
@@ -64,13 +65,15 @@ def create_app(settings: LeaderSettings) -> FastAPI:
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=HEALTH_CHECK_MAX_CONNECTIONS))
         membership = Membership(settings, store, http)
         await membership.load()
-        app.state.store, app.state.membership = store, membership
+        app.state.store, app.state.membership, app.state.http = store, membership, http
         scheduler = AsyncIOScheduler()
         soon = datetime.now() + timedelta(seconds=min(settings.health_check_interval, 1.0))
         scheduler.add_job(membership.run_health_checks, "interval", seconds=settings.health_check_interval,
                           max_instances=1, coalesce=True, next_run_time=soon, id="health_checks")
         scheduler.add_job(sweep_once, "interval", args=[store, settings.pending_ttl],
                           seconds=settings.sweep_interval, max_instances=1, coalesce=True, id="pending_sweeper")
+        scheduler.add_job(purge_trash_once, "interval", args=[store, settings.trash_retention],
+                          seconds=settings.sweep_interval, max_instances=1, coalesce=True, id="trash_purge")
         scheduler.start()
         log.info("leader ready: epoch %d, database %s", membership.epoch, settings.database_url.split("://")[0])
         try:
@@ -85,6 +88,6 @@ def create_app(settings: LeaderSettings) -> FastAPI:
     app.state.membership = None
     app.add_middleware(EpochHeaderMiddleware, membership_of=lambda: app.state.membership)
     install_error_handlers(app)
-    for module in (health, servers, txns, files):
+    for module in (health, servers, txns, files, trash, gc, fsck):
         app.include_router(module.router)
     return app

@@ -13,7 +13,8 @@ resets ``missed_checks``; a miss increments it: 1 .. ``REMOVAL_THRESHOLD - 1`` i
 ``REMOVAL_THRESHOLD`` is ``removed`` (epoch++).
 
 ``GET /ring`` is called by every user app every few seconds, so the serialized ring is cached in memory
-and rebuilt only when membership or health state changes.
+and rebuilt only when membership or health state changes; ``ring`` is the same view as a
+:class:`shared.ring.Ring` for the leader's own placement questions (fsck).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from leader import servers_store
 from leader.store import Store
 from shared.config import LeaderSettings
 from shared.protocol import HEALTH_CHECK_HEADER, RegistrationResult, RingServer, RingView, ServerRegistration
-from shared.ring import ServerState, virtual_node_positions
+from shared.ring import Ring, ServerInfo, ServerState, virtual_node_positions
 
 log = logging.getLogger("ringfs.leader.membership")
 
@@ -46,6 +47,7 @@ class Membership:
         self.ring_json = b"{}"
         self.cluster_json = b"{}"
         self.servers_json = b"[]"
+        self.ring = Ring(epoch=0, servers={}, vnodes=[])  # the cached view as placement logic (fsck)
         self._targets: list[tuple[str, str]] = []  # (server_id, url) of non-removed servers
         self._lock = asyncio.Lock()  # serializes membership mutations within this process
 
@@ -68,6 +70,9 @@ class Membership:
         self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
         self.servers_json = orjson.dumps(doc["servers"])
         self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
+        members = {x.server_id: ServerInfo(x.server_id, x.url, ServerState(x.state))
+                   for x in servers if x.state != ServerState.REMOVED}
+        self.ring = Ring(epoch=epoch, servers=members, vnodes=list(vnodes))
         self.epoch = epoch
 
     async def register(self, reg: ServerRegistration) -> RegistrationResult:

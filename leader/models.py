@@ -89,6 +89,8 @@ class FileVersion(Base):
         Index("ix_file_versions_path_state_version", "path", "state", "version"),
         # Serves the pending sweeper: ``state = 'pending' AND created_at < cutoff``.
         Index("ix_file_versions_state_created_at", "state", "created_at"),
+        # Serves the trash purge (``state = 'deleted' AND deleted_at < cutoff``) and the trash listing.
+        Index("ix_file_versions_state_deleted_at", "state", "deleted_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

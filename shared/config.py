@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
 
 
 class LeaderSettings(ServiceSettings):
-    """The leader: metadata store, cluster policy, health checks and the pending sweeper."""
+    """The leader: metadata store, cluster policy, health checks, the pending sweeper and the trash purge."""
 
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("./data/leader")
@@ -48,6 +48,9 @@ class LeaderSettings(ServiceSettings):
     health_check_timeout: float = Field(default=2.0, gt=0)
     pending_ttl: float = Field(default=DEFAULT_PENDING_TTL, gt=0)
     sweep_interval: float = Field(default=60.0, gt=0)
+    # Seconds a deleted version stays in the trash (restorable, its chunks kept) before the purge job
+    # drops it: 7 days, long enough to notice a mistaken delete after a weekend.
+    trash_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults(self) -> "LeaderSettings":
@@ -72,6 +75,20 @@ class ChunkServerSettings(ServiceSettings):
     # process). True: also fsync'd (survives power loss), at a cost the benchmark measures.
     fsync: bool = False
     max_chunk_size: int = Field(default=4 * 1024 * 1024, ge=1)
+    # docs/failure-handling.md. Anti-entropy: a pause between full passes, chunks per batch (one exists and
+    # one replicate request per peer per batch), and a push budget that leaves room for client writes.
+    anti_entropy_interval: float = Field(default=30.0, gt=0)
+    anti_entropy_batch: int = Field(default=1024, ge=1, le=65536)
+    anti_entropy_bytes_per_sec: float = Field(default=20e6, gt=0)
+    # Scrub: re-hashing everything once an hour at 5 MB/s costs little disk bandwidth.
+    scrub_interval: float = Field(default=3600.0, gt=0)
+    scrub_bytes_per_sec: float = Field(default=5e6, gt=0)
+    # GC: a round every 5 minutes; a chunk must be untouched for GC_GRACE seconds before it is a candidate.
+    gc_interval: float = Field(default=300.0, gt=0)
+    gc_grace: float = Field(default=3600.0, ge=0)
+    ring_refresh: float = Field(default=5.0, gt=0)
+    # Timeout of one peer / leader request made by the background jobs, seconds.
+    peer_timeout: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults(self) -> "ChunkServerSettings":

@@ -6,6 +6,7 @@ Every command that talks to RingFS takes ``--url`` (default ``http://127.0.0.1:8
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -199,6 +200,76 @@ def rm(path: str, url: str = UrlOption) -> None:
 def mv(src: str, dst: str, url: str = UrlOption) -> None:
     """Rename a file or a folder."""
     _run(lambda: Client(url).mv(src, dst))
+
+
+@app.command()
+def undelete(path: str, url: str = UrlOption) -> None:
+    """Restore a deleted file from the trash (its most recent delete)."""
+
+    def run() -> None:
+        with Client(url) as client:
+            st = client.undelete(path)
+        out.print(f"{st['path']} restored: version {st['version']}, {st['size']} bytes", highlight=False)
+
+    _run(run)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts is not None else "-"
+
+
+@app.command()
+def trash(url: str = UrlOption) -> None:
+    """List deleted files that can still be restored, and when they expire."""
+
+    def run() -> None:
+        with Client(url) as client:
+            entries = client.trash()
+        if not entries:
+            out.print("the trash is empty")
+            return
+        table = Table(box=None, show_header=out.is_terminal)
+        for col in ("path", "size", "versions", "deleted", "expires"):
+            table.add_column(col, justify="right" if col in ("size", "versions") else "left")
+        for e in entries:
+            table.add_row(e["path"], str(e["size"]), str(e["versions"]), _when(e["deleted_at"]), _when(e["expires_at"]))
+        out.print(table)
+
+    _run(run)
+
+
+@app.command()
+def fsck(as_json: bool = typer.Option(False, "--json", help="Print the raw JSON report."),
+         url: str = UrlOption) -> None:
+    """Check that every chunk of every live and trashed file has its copies; exit 1 when any chunk is
+    under-replicated or lost."""
+    report: dict = {}
+
+    def run() -> None:
+        with Client(url) as client:
+            report.update(client.fsck())
+        if as_json:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+            return
+        verdict = "[green]OK[/green]" if report["ok"] else "[red]PROBLEMS[/red]"
+        out.print(f"fsck {verdict}: {report['files']} files, {report['chunks']} chunks, "
+                  f"replication factor {report['replication_factor']}")
+        out.print(f"  under-replicated {report['under_replicated']}, lost {report['lost']}, "
+                  f"misplaced {report['misplaced']}", highlight=False)
+        for u in report.get("unreachable", []):
+            out.print(f"  [yellow]unreachable:[/yellow] {u}", highlight=False)
+        if report["problems"]:
+            table = Table()
+            for col in ("path", "version", "state", "under-replicated", "lost", "misplaced"):
+                table.add_column(col, justify="left" if col in ("path", "state") else "right")
+            for p in report["problems"]:
+                table.add_row(p["path"], str(p["version"]), p.get("state", ""), str(p["under_replicated"]),
+                              str(p["lost"]), str(p["misplaced"]))
+            out.print(table)
+
+    _run(run)
+    if report.get("under_replicated") or report.get("lost"):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -153,3 +153,19 @@ class Client:
 
     def cluster(self) -> dict:
         return self._request("GET", "/cluster").json()
+
+    # ------------------------------------------------------------ trash and integrity
+
+    def undelete(self, path: str) -> dict:
+        """Restore the most recent delete of ``path``; returns its stat. Raises :class:`ClientError` (404
+        nothing in the trash, 409 the path exists again)."""
+        return self._request("POST", "/undelete", json={"path": path}).json()
+
+    def trash(self) -> list[dict]:
+        """Deleted paths still restorable: ``[{"path","size","versions","deleted_at","expires_at"}]``."""
+        return self._request("GET", "/trash").json()["entries"]
+
+    def fsck(self, timeout: float | None = None) -> dict:
+        """The cluster's replication report (``{"ok","files","chunks","under_replicated","lost",
+        "misplaced","replication_factor","problems"}``). ``timeout`` in seconds, default none."""
+        return self._request("GET", "/fsck", timeout=timeout).json()

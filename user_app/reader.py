@@ -57,6 +57,7 @@ class ChunkReader:
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
         self.fallbacks = 0  # chunks served by a later candidate than the first
+        self._repairs: set[asyncio.Task] = set()  # read-repair calls in flight (kept from being collected)
 
     async def open(self, path: str, version: int | None) -> FileView:
         """Resolve ``path`` (and ``version``) to a committed version in one leader call. Raises
@@ -103,6 +104,15 @@ class ChunkReader:
         attempt = [0] * len(digests)
         out: list[bytes | None] = [None] * len(digests)
         todo = list(range(len(digests)))
+        corrupt: dict[str, list[bytes]] = defaultdict(list)  # server URL -> digests it served corrupt
+        try:
+            return await self._fetch_rounds(digests, cands, attempt, out, todo, corrupt)
+        finally:
+            for url, bad in corrupt.items():
+                self._read_repair(url, bad)
+
+    async def _fetch_rounds(self, digests: list[bytes], cands: list[list[ServerInfo]], attempt: list[int],
+                            out: list[bytes | None], todo: list[int], corrupt: dict[str, list[bytes]]) -> list[bytes]:
         while todo:
             batches: dict[str, list[int]] = defaultdict(list)
             for i in todo:
@@ -134,9 +144,23 @@ class ChunkReader:
                     else:
                         if data is not None:
                             log.warning("corrupt copy of %s on %s", digests[i].hex(), url)
+                            corrupt[url].append(digests[i])
                         attempt[i] += 1
                         todo.append(i)
         return out  # type: ignore[return-value]
+
+    def _read_repair(self, url: str, digests: list[bytes]) -> None:
+        """Fire-and-forget ``POST {url}/chunks/verify`` for chunks ``url`` served corrupt: the server
+        re-hashes, quarantines and repairs them (docs/failure-handling.md, "Scrub and read repair")."""
+        task = asyncio.create_task(self._rpc_verify_chunks(url, digests))
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _rpc_verify_chunks(self, url: str, digests: list[bytes]) -> None:
+        try:
+            await self.peers.rpc_verify_chunks(url, digests)
+        except Exception as exc:  # best effort: the scrubber finds the copy later anyway
+            log.warning("read repair on %s for %d chunk(s) failed: %r", url, len(digests), exc)
 
     async def locate(self, placement: Placement, digests: list[bytes], replication: int) -> list[list[str]]:
         """For each digest, the URLs of the candidate servers that hold it committed (asked, not assumed)."""

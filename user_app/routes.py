@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
@@ -16,6 +17,10 @@ from shared.protocol import RenameRequest, unpack_digests
 from user_app.ranges import parse_range
 
 router = APIRouter()
+
+
+class UndeleteRequest(BaseModel):
+    path: str
 
 
 def _services(request: Request):
@@ -174,3 +179,24 @@ async def cluster(request: Request) -> dict:
         "max_chunk_size": ring["max_chunk_size"],
         "servers": [{**s, "virtual_nodes": shares.get(s["server_id"], 0)} for s in ring["servers"]],
     }
+
+
+@router.post("/undelete")
+async def undelete(body: UndeleteRequest, request: Request) -> dict:
+    """Restore the most recent delete of ``path`` from the trash; the restored file's stat. 404 when
+    nothing of it is in the trash, 409 when the path exists again."""
+    result = await _services(request).peers.rpc_leader_json("POST", "/undelete", json={"path": normalize_path(body.path)})
+    return _stat_body(result["stat"])
+
+
+@router.get("/trash")
+async def trash(request: Request) -> dict:
+    """Deleted paths still restorable: ``{"entries": [{"path","size","versions","deleted_at","expires_at"}]}``."""
+    return await _services(request).peers.rpc_leader_json("GET", "/trash")
+
+
+@router.get("/fsck")
+async def fsck(request: Request) -> dict:
+    """The leader's replication report of every live and trashed file (docs/failure-handling.md). Bounded
+    by ``REQUEST_TIMEOUT`` like every leader call; on a very large cluster ask the leader directly."""
+    return await _services(request).peers.rpc_leader_json("GET", "/fsck")

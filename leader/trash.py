@@ -1,0 +1,79 @@
+"""The trash: tombstoned versions that can be restored until the purge drops them.
+
+``DELETE /files`` (:func:`leader.namespace.delete_file`) moves every committed version of a path to
+``deleted`` with one ``deleted_at`` per delete call, so the versions of one delete share a time stamp.
+:func:`undelete` restores the versions of the most recent delete of a path; :func:`purge_expired` drops
+tombstones older than ``TRASH_RETENTION`` (Garage's rule: a tombstone goes only after a grace delay).
+Until then the versions count as referenced for chunk garbage collection (``leader/gc.py``), so their
+chunks stay.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import defer
+
+from leader.models import FileVersion as FV
+from leader.store import Store
+from leader.versions import COMMITTED, DELETED, live_version_exists, version_info
+from shared.errors import Conflict, NotFound
+
+
+async def list_trash(store: Store, retention: float) -> list[dict]:
+    """One entry per path with versions in the trash, sorted by path: ``{"path", "size" (bytes, of the
+    newest version of its most recent delete), "versions" (how many that delete tombstoned, i.e. what
+    :func:`undelete` restores), "deleted_at", "expires_at"}`` (UNIX seconds)."""
+    q = (select(FV.path, FV.version, FV.size, FV.deleted_at)
+         .where(FV.state == DELETED).order_by(FV.path, FV.deleted_at, FV.version))
+    async with store.read() as session:
+        rows = (await session.execute(q)).all()
+    latest: dict[str, dict] = {}
+    for path, _version, size, deleted_at in rows:  # ordered, so the last delete of a path comes last
+        entry = latest.get(path)
+        if entry is None or deleted_at != entry["deleted_at"]:
+            entry = latest[path] = {"path": path, "size": size, "versions": 0, "deleted_at": deleted_at,
+                                    "expires_at": (deleted_at or 0.0) + retention}
+        entry["versions"] += 1
+        entry["size"] = size  # ordered by version: the newest version of that delete wins
+    return list(latest.values())
+
+
+async def undelete(store: Store, path: str) -> tuple[int, dict]:
+    """Restore the versions of the most recent delete of ``path`` to ``committed``; return how many and
+    the VersionInfo dict of the newest one (now the latest version).
+
+    Raises :class:`NotFound` when nothing of ``path`` is in the trash and :class:`Conflict` when the path
+    has a live version again (restoring would silently shadow or be shadowed by it).
+    """
+    async with store.write() as session:
+        # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
+        # us; on SQLite the store's write lock already does.
+        await session.execute(select(FV.id).where(FV.path == path).order_by(FV.id).with_for_update())
+        last = (await session.execute(
+            select(func.max(FV.deleted_at)).where(FV.path == path, FV.state == DELETED))).scalar()
+        if last is None:
+            raise NotFound(f"nothing in the trash for {path!r}")
+        if await live_version_exists(session, path):
+            raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
+        rows = (await session.execute(
+            select(FV).where(FV.path == path, FV.state == DELETED, FV.deleted_at == last)
+            .options(defer(FV.chunk_digests)).order_by(FV.version))).scalars().all()
+        await session.execute(
+            update(FV).where(FV.id.in_([r.id for r in rows]))
+            .values(state=COMMITTED, deleted_at=None).execution_options(synchronize_session=False))
+        newest = rows[-1]
+        info = {**version_info(newest), "state": COMMITTED, "deleted_at": None}
+    return len(rows), info
+
+
+async def purge_expired(store: Store, retention: float) -> int:
+    """Delete tombstoned versions whose ``deleted_at`` is more than ``retention`` seconds ago; return
+    how many. Their chunks become unreferenced, so the chunk servers' GC collects them."""
+    cutoff = time.time() - retention
+    async with store.write() as session:
+        result = await session.execute(
+            delete(FV).where(FV.state == DELETED, FV.deleted_at < cutoff)
+            .execution_options(synchronize_session=False))
+    return result.rowcount or 0
