@@ -1,19 +1,26 @@
 """``create_app(settings)``: the chunk server's FastAPI application and the lifecycle of its parts.
 
-On start: open the chunk store, start the scheduler (pending sweeper; the registration watchdog joins
-once the leader tells us its health-check interval) and register with the leader in the background, so
-``/healthz`` answers at once. On shutdown everything closes in reverse order.
+On start: open the chunk store, start the scheduler (pending sweeper, GC; the registration watchdog joins
+once the leader tells us its health-check interval), register with the leader in the background, so
+``/healthz`` answers at once, and start the long-running tasks: ring refresh, anti-entropy, scrub. On
+shutdown everything closes in reverse order.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 
+from chunk_server.anti_entropy import AntiEntropy
+from chunk_server.gc import GarbageCollector, schedule_gc
+from chunk_server.peers import PeerClient
 from chunk_server.registration import Registration
+from chunk_server.ring_client import RingClient
 from chunk_server.routes import router
+from chunk_server.scrub import Scrubber
 from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
 from shared.config import ChunkServerSettings
@@ -29,13 +36,26 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
         registration = Registration(settings, scheduler)
         app.state.settings, app.state.store, app.state.registration = settings, store, registration
         schedule_sweeper(scheduler, store, settings.pending_ttl, settings.sweep_interval)
+        peers = PeerClient(settings.leader_url, settings.peer_timeout)
+        ring = RingClient(peers, registration.server_id, settings.ring_refresh)
+        app.state.scrubber = Scrubber(store, ring, peers, settings.scrub_bytes_per_sec, settings.scrub_interval)
+        app.state.anti_entropy = AntiEntropy(store, ring, peers, settings.anti_entropy_batch,
+                                             settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval)
+        schedule_gc(scheduler, GarbageCollector(store, peers, settings.gc_grace), settings.gc_interval)
         scheduler.start()
         registration.start()
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in (
+            ("ring-refresh", ring.run()), ("anti-entropy", app.state.anti_entropy.run()),
+            ("scrub", app.state.scrubber.run()))]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await registration.close()
             scheduler.shutdown(wait=False)
+            await peers.close()
             store.close()
 
     app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

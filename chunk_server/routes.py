@@ -139,7 +139,38 @@ async def handle_get_chunk(request: Request, chunk_id: str) -> Response:
     return binary(data)
 
 
+@router.post("/chunks/replicate")
+async def handle_replicate(request: Request) -> dict:
+    """Anti-entropy push / repair: store hash-checked chunk frames committed at once. 422 on a mismatch,
+    and then nothing of the batch is stored."""
+    body = await read_body(request, MAX_PREPARE_BODY)
+    max_chunk_size = request.app.state.settings.max_chunk_size
+    if len(body) > HASH_IN_THREAD_BYTES:
+        chunks = await asyncio.to_thread(decode_verified, body, max_chunk_size)
+    else:
+        chunks = decode_verified(body, max_chunk_size)
+    return {"stored": await _store(request).replicate(chunks)}
+
+
+@router.post("/chunks/verify")
+async def handle_verify(request: Request) -> dict:
+    """Read repair: re-hash the given chunks now, quarantine bad ones and repair them from other replicas.
+    ``{"checked","corrupt","repaired"}``."""
+    digests = await read_digests(request)
+    return await request.app.state.scrubber.verify(digests)
+
+
+# Job counters kept in the store's meta table, reported flat in /stats (0 until the job counts one).
+STATS_COUNTERS = ("scrubbed", "corrupt", "repaired", "gc_deleted", "gc_bytes", "gc_rounds")
+
+
 @router.get("/stats")
 async def handle_stats(request: Request) -> dict:
-    return {"server_id": _registration(request).server_id, **await _store(request).stats()}
+    """Store totals, anti-entropy progress and scrub / GC counters (docs/protocol.md)."""
+    store = _store(request)
+    stats = await store.stats()
+    meta = await store.get_meta(STATS_COUNTERS)
+    return {"server_id": _registration(request).server_id, **stats,
+            **{k: meta.get(k, 0) for k in STATS_COUNTERS},
+            "anti_entropy": await request.app.state.anti_entropy.progress()}
 

@@ -64,7 +64,7 @@ def test_committed_chunk_is_deduplicated_and_never_lost(store):
     other_d, other = chunk()
     res = run(store.prepare("t2", [(d, data), (other_d, other)]))
     assert (res.stored, res.already_committed) == (1, 1)
-    # The committed chunk got no txn reference: aborting t2 keeps it.
+    # The committed chunk is only pinned by t2: aborting t2 keeps it.
     assert run(store.abort(["t2"])) == {"t2": 1}
     assert run(store.read_many([d, other_d])) == [data, None]
     st = run(store.stats())
@@ -144,3 +144,120 @@ def test_read_many_large_batch(store):
     run(store.commit(["t"]))
     digests = [d for d, _ in chunks] + [b"\0" * 32]
     assert run(store.read_many(digests)) == [data for _, data in chunks] + [None]
+
+
+# ------------------------------------------------------------ pins, touch times, GC (failure-handling.md)
+
+
+def touched_at(store, digest: bytes) -> float:
+    with sqlite3.connect(store.path) as conn:
+        return conn.execute("SELECT s.touched_at FROM chunk_state s JOIN chunks c ON c.id = s.id "
+                            "WHERE c.digest = ?", (digest,)).fetchone()[0]
+
+
+def test_dedup_hit_pins_and_touches_committed_chunk(store):
+    c = chunk()
+    run(store.prepare("t1", [c]))
+    assert run(store.commit(["t1"])) == {"t1": 1}
+    first = touched_at(store, c[0])
+    time.sleep(0.01)
+    res = run(store.prepare("t2", [c, chunk()]))
+    assert (res.stored, res.already_committed) == (1, 1)
+    assert touched_at(store, c[0]) > first
+    assert run(store.stats())["pinned_chunks"] == 1
+    t_pin = touched_at(store, c[0])
+    # A pinned chunk is never a GC candidate nor deleted, whatever its touch time.
+    assert run(store.gc_candidates(time.time() + 10, 100)) == []
+    assert run(store.gc_delete([c[0]], time.time() + 10)).count == 0
+    time.sleep(0.01)
+    assert run(store.commit(["t2"])) == {"t2": 1}  # pins do not count; >= the stored count
+    assert touched_at(store, c[0]) > t_pin  # unpinning touches
+    assert run(store.stats())["pinned_chunks"] == 0
+
+
+def test_gc_delete_race_rule(store):
+    old, touched, pinned = chunk(), chunk(), chunk()
+    run(store.prepare("t", [old, touched, pinned]))
+    run(store.commit(["t"]))
+    t0 = time.time() + 0.001
+    candidates = [d for _, d in run(store.gc_candidates(t0, 100))]
+    assert sorted(candidates) == sorted([old[0], touched[0], pinned[0]])
+    time.sleep(0.01)
+    run(store.prepare("late", [touched]))  # touched after t0 ...
+    run(store.commit(["late"]))
+    run(store.prepare("open", [pinned]))  # ... and pinned by an open txn
+    removed = run(store.gc_delete(candidates, t0))
+    assert removed.digests == [old[0]] and removed.bytes == 1024
+    assert run(store.read_many([old[0], touched[0], pinned[0]])) == [None, touched[1], pinned[1]]
+    assert run(store.stats())["chunks"] == 2
+    assert run(store.commit(["open"])) == {"open": 0}
+
+
+def test_gc_never_deletes_pending(store):
+    c = chunk()
+    run(store.prepare("t", [c]))
+    assert run(store.gc_delete([c[0]], time.time() + 10)).count == 0
+    assert run(store.presence_many([c[0]])) == bytes([ChunkPresence.PENDING])
+
+
+def test_replicate_stores_committed_and_promotes_pending(store):
+    a, b = chunk(), chunk()
+    run(store.prepare("t", [b]))
+    assert run(store.replicate([a, b, a])) == 2
+    assert run(store.read_many([a[0], b[0]])) == [a[1], b[1]]
+    assert run(store.replicate([a])) == 0
+    assert run(store.commit(["t"])) == {"t": 1}
+    st = run(store.stats())
+    assert (st["chunks"], st["bytes"], st["pending_txns"]) == (2, 2048, 0)
+    rows = run(store.iter_committed(0, 10))
+    assert [d for _, d, _ in rows] == [b[0], a[0]] and rows[0][2] is None  # rowid order: b was first
+    assert run(store.iter_committed(rows[0][0], 10, with_data=True))[0][1:] == (a[0], a[1])
+
+
+def test_quarantine_moves_only_corrupt_rows(store):
+    good, bad = chunk(), chunk()
+    run(store.replicate([good, bad]))
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE chunks SET data = ? WHERE digest = ?", (b"x" * 1024, bad[0]))
+    conn.close()
+    removed = run(store.quarantine([good[0], bad[0]]))
+    assert removed.digests == [bad[0]]
+    assert run(store.read_many([good[0], bad[0]])) == [good[1], None]
+    assert run(store.quarantined()) == [bad[0]]
+    st = run(store.stats())
+    assert (st["chunks"], st["quarantined"]) == (1, 1)
+    assert run(store.replicate([bad])) == 1  # the repair
+    assert run(store.read_many([bad[0]])) == [bad[1]]
+
+
+def test_delete_if_replicated_skips_pinned(store):
+    a, b = chunk(), chunk()
+    run(store.replicate([a, b]))
+    run(store.prepare("t", [b]))
+    assert run(store.delete_if_replicated([a[0], b[0]])).digests == [a[0]]
+
+
+def test_meta_set_and_add(store):
+    run(store.set_meta({"ae.cursor": 5}, add={"ae.pushed": 3}))
+    run(store.set_meta(add={"ae.pushed": 4}))
+    assert run(store.get_meta(["ae.cursor", "ae.pushed", "nope"])) == {"ae.cursor": 5, "ae.pushed": 7}
+
+
+def test_auto_vacuum_gives_space_back(tmp_path):
+    s = ChunkStore(tmp_path)
+    try:
+        with sqlite3.connect(s.path) as conn:
+            assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        conn.close()
+        chunks = [chunk() for _ in range(4000)]
+        run(s.replicate(chunks))
+        with sqlite3.connect(s.path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        full = os.path.getsize(s.path)
+        assert full > 4000 * 1024
+        removed = run(s.gc_delete([d for d, _ in chunks], time.time() + 1))
+        assert removed.count == 4000
+    finally:
+        s.close()  # the last close checkpoints the WAL into the file
+    assert os.path.getsize(tmp_path / "chunks.db") < full / 4

@@ -1,0 +1,155 @@
+"""Anti-entropy and handoff (docs/failure-handling.md, "Anti-entropy and handoff"; Dynamo §4.6, §4.7).
+
+Each chunk server walks its own committed chunks in rowid order, ``ANTI_ENTROPY_BATCH`` at a time, with
+the ring it last fetched. Per batch: ask every other preference-list server which of the batch's chunks
+it holds (``POST /chunks/exists``, one request per server), push what one lacks (``POST
+/chunks/replicate``, one request per server, paced by a token bucket), and drop the copies this server
+should not hold once every preference-list server is confirmed to hold them committed (handoff).
+Progress lives in the store's ``meta`` table, so a restart resumes; a ring epoch change restarts the pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+from chunk_server.pacing import TokenBucket
+from chunk_server.peers import PeerClient
+from chunk_server.ring_client import RingClient
+from chunk_server.store import ChunkStore
+from shared.errors import RingFSError
+from shared.protocol import ChunkPresence, encode_frames
+from shared.ring import Ring, chunk_position
+
+log = logging.getLogger("ringfs.chunk_server.anti_entropy")
+
+RETRY_DELAY = 5.0  # seconds after a failed step before the walk goes on
+PREFIX = "ae."
+KEYS = ("pass", "epoch", "cursor", "checked", "pushed", "dropped", "last_pass_completed_at")
+
+
+class AntiEntropy:
+    """The walk; :meth:`step` does one batch, :meth:`run` loops forever."""
+
+    def __init__(self, store: ChunkStore, ring: RingClient, peers: PeerClient, batch: int,
+                 bytes_per_sec: float, interval: float) -> None:
+        self.store, self.ring, self.peers = store, ring, peers
+        self.batch = batch
+        self.bucket = TokenBucket(bytes_per_sec)
+        self.interval = interval
+
+    async def progress(self) -> dict[str, float | int | None]:
+        """The ``anti_entropy`` object of ``/stats``."""
+        meta = await self.store.get_meta([PREFIX + k for k in KEYS])
+        return {k: meta.get(PREFIX + k, None if k in ("epoch", "last_pass_completed_at") else 0) for k in KEYS}
+
+    async def run(self) -> None:
+        await self.ring.wait_ready()
+        while True:
+            try:
+                if not await self.step():
+                    await asyncio.sleep(self.interval)
+            except asyncio.CancelledError:
+                raise
+            except RingFSError as exc:
+                log.warning("anti-entropy step failed: %s; retrying", exc)
+                await asyncio.sleep(RETRY_DELAY)
+            except Exception:
+                log.exception("anti-entropy step failed; retrying")
+                await asyncio.sleep(RETRY_DELAY)
+
+    async def step(self) -> bool:
+        """Handle the next batch. False when a pass just completed (the walk then rests)."""
+        ring, rf = self.ring.ring, self.ring.replication_factor
+        if ring is None:
+            return False
+        meta = await self.store.get_meta([PREFIX + "cursor", PREFIX + "epoch"])
+        cursor = int(meta.get(PREFIX + "cursor", 0))
+        if meta.get(PREFIX + "epoch") != ring.epoch:
+            if cursor:
+                log.info("ring epoch changed to %d: anti-entropy restarts its pass", ring.epoch)
+            cursor = 0
+            await self.store.set_meta({PREFIX + "epoch": ring.epoch, PREFIX + "cursor": 0})
+        rows = await self.store.iter_committed(cursor, self.batch)
+        if not rows:
+            await self.store.set_meta({PREFIX + "cursor": 0, PREFIX + "last_pass_completed_at": time.time()},
+                                      add={PREFIX + "pass": 1})
+            return False
+        pushed, dropped = await self.sync([d for _, d, _ in rows], ring, rf)
+        await self.store.set_meta({PREFIX + "cursor": rows[-1][0]},
+                                  add={PREFIX + "checked": len(rows), PREFIX + "pushed": pushed,
+                                       PREFIX + "dropped": dropped})
+        return True
+
+    async def sync(self, digests: list[bytes], ring: Ring, rf: int) -> tuple[int, int]:
+        """Steps 1-3 for ``digests`` (held committed here). Returns ``(copies pushed, copies dropped)``."""
+        me = self.ring.server_id
+        wanted: dict[str, list[bytes]] = defaultdict(list)  # peer -> digests it should hold
+        urls: dict[str, str] = {}
+        misplaced: list[bytes] = []
+        prefs: dict[bytes, list[str]] = {}
+        for d in digests:
+            pref = ring.preference_list(d, rf)
+            prefs[d] = [s.server_id for s in pref]
+            for s in pref:
+                if s.server_id != me:
+                    wanted[s.server_id].append(d)
+                    urls[s.server_id] = s.url
+            if me not in prefs[d] and len(pref) == rf and me not in _owner_ids(ring, d, rf):
+                misplaced.append(d)
+
+        # 1. one exists request per peer
+        peers = list(wanted)
+        answers = await asyncio.gather(*(self.peers.rpc_chunks_exist(urls[p], wanted[p]) for p in peers),
+                                       return_exceptions=True)
+        confirmed: dict[str, set[bytes]] = defaultdict(set)
+        lacking: dict[str, list[bytes]] = {}
+        for peer, answer in zip(peers, answers):
+            if isinstance(answer, RingFSError):
+                log.warning("anti-entropy: exists on %s failed: %s", peer, answer)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            committed = ChunkPresence.COMMITTED
+            confirmed[peer] = {d for d, b in zip(wanted[peer], answer) if b == committed}
+            lacking[peer] = [d for d in wanted[peer] if d not in confirmed[peer]]
+
+        # 2. one replicate request per peer, paced
+        pushed = 0
+        need = sorted({d for ds in lacking.values() for d in ds})
+        if need:
+            data = dict(zip(need, await self.store.read_many(need)))
+            for peer, ds in lacking.items():
+                frames = [(d, data[d]) for d in ds if data.get(d) is not None]
+                if not frames:
+                    continue
+                body = encode_frames(frames)
+                await self.bucket.consume(len(body))
+                try:
+                    await self.peers.rpc_replicate_chunks(urls[peer], body)
+                except RingFSError as exc:
+                    log.warning("anti-entropy: replicate to %s failed: %s", peer, exc)
+                    continue
+                pushed += len(frames)
+                confirmed[peer].update(d for d, _ in frames)
+            if pushed:
+                log.info("anti-entropy pushed %d chunk copies", pushed, extra={"chunks": pushed})
+
+        # 3. handoff: drop a misplaced copy only once every preference-list server holds it committed
+        drop = [d for d in misplaced if all(d in confirmed[p] for p in prefs[d])]
+        dropped = (await self.store.delete_if_replicated(drop)).count if drop else 0
+        if dropped:
+            log.info("handoff: dropped %d misplaced chunk copies", dropped, extra={"chunks": dropped})
+        return pushed, dropped
+
+
+def _owner_ids(ring: Ring, digest: bytes, rf: int) -> set[str]:
+    """owners(d): the first ``rf`` distinct ring members clockwise, whatever their health."""
+    out = set()
+    for s in ring.walk_ring(chunk_position(digest)):
+        out.add(s.server_id)
+        if len(out) == rf:
+            break
+    return out

@@ -1,0 +1,73 @@
+"""Micro-benchmark of the chunk store: prepare + commit of 1024 x 1 KiB chunks per txn, and bytes on disk
+per byte stored. ``python -m chunk_server.bench_store [--txns 100] [--rounds 3] [--store path/to/store.py]``
+(``--store`` loads another version of ``store.py``, e.g. ``git show HEAD~1:chunk_server/store.py``, to
+compare layouts on the same machine; the best round is reported because other work adds noise)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shared.protocol import sha256
+
+CHUNKS_PER_TXN = 1024
+CHUNK_SIZE = 1024
+
+
+def load_store(path: str | None):
+    if path is None:
+        from chunk_server import store
+        return store
+    spec = importlib.util.spec_from_file_location("bench_store_module", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_store_module"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def one_round(module, txns: int) -> tuple[float, float, float, float]:
+    """``(chunks/s, prepare ms per txn, commit ms per txn, bytes on disk per byte)``."""
+    batches = [[(sha256(x), x) for x in (os.urandom(CHUNK_SIZE) for _ in range(CHUNKS_PER_TXN))]
+               for _ in range(txns)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = module.ChunkStore(Path(tmp))
+        prep = comm = 0.0
+        for i, batch in enumerate(batches):
+            a = time.perf_counter()
+            await store.prepare(f"t{i}", batch)
+            b = time.perf_counter()
+            await store.commit([f"t{i}"])
+            prep, comm = prep + b - a, comm + time.perf_counter() - b
+        store.close()
+        db = Path(tmp) / "chunks.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        disk = sum(p.stat().st_size for p in Path(tmp).iterdir() if p.name.startswith("chunks.db"))
+    n = txns * CHUNKS_PER_TXN
+    return n / (prep + comm), prep / txns * 1000, comm / txns * 1000, disk / (n * CHUNK_SIZE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--txns", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", default=None)
+    args = parser.parse_args()
+    module = load_store(args.store)
+    results = [asyncio.run(one_round(module, args.txns)) for _ in range(args.rounds)]
+    rate, prep, comm, ratio = max(results)
+    print(f"{args.store or 'chunk_server/store.py'}: {rate:,.0f} chunks/s prepare+commit "
+          f"(prepare {prep:.1f} ms, commit {comm:.1f} ms per {CHUNKS_PER_TXN}-chunk txn), "
+          f"{ratio:.3f} bytes on disk per byte")
+
+
+if __name__ == "__main__":
+    main()
