@@ -25,9 +25,40 @@ FAST_ENV = {
 }
 
 
+# A PostgreSQL server (``postgresql+asyncpg://user[:password]@host:port``, no database) to keep every
+# test cluster's metadata on, each in a fresh database of its own; unset = SQLite in the leader's DATA_DIR.
+# ``.ci/run`` sets it for its second pass; ``tests/test_leader.py`` honours the same variable.
+PG_ENV = "RINGFS_TEST_POSTGRES"
+
+
+def create_postgres_database(prefix: str = "ringfs") -> str:
+    """Create an empty database with a unique name on ``$RINGFS_TEST_POSTGRES``; return its URL."""
+    import asyncio
+    import re
+    import uuid
+
+    import asyncpg
+
+    base = os.environ[PG_ENV].rstrip("/")
+    name = f"{re.sub(r'[^a-z0-9_]', '_', prefix.lower())[:40]}_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base.replace("+asyncpg", "", 1) + "/postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base}/{name}"
+
+
 def database_url_for(tmp: Path) -> str:
-    """``RINGFS_TEST_DATABASE_URL`` (e.g. PostgreSQL in CI) or SQLite under ``tmp``."""
-    return os.environ.get("RINGFS_TEST_DATABASE_URL", "")
+    """A fresh PostgreSQL database for the cluster under ``tmp`` when ``RINGFS_TEST_POSTGRES`` is set,
+    else "" (the leader's default: SQLite under its ``DATA_DIR`` in ``tmp``)."""
+    if not os.environ.get(PG_ENV):
+        return ""
+    return create_postgres_database(f"ringfs_{Path(tmp).name}")
 
 
 @pytest.fixture
