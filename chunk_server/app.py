@@ -25,6 +25,8 @@ from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
 from shared.config import ChunkServerSettings
 from shared.errors import install_error_handlers
+from shared.metrics import install_metrics
+from chunk_server.metrics import refresh_from
 
 
 def create_app(settings: ChunkServerSettings) -> FastAPI:
@@ -60,5 +62,6 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
 
     app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
+    install_metrics(app, "chunk_server", refresh_from(app))
     app.include_router(router)
     return app

@@ -24,6 +24,8 @@ from leader.store import Store
 from leader.sweeper import purge_trash_once, sweep_once
 from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
+from shared.metrics import install_metrics
+from leader.metrics import refresh_from
 from shared.protocol import RING_EPOCH_HEADER
 
 log = logging.getLogger("ringfs.leader")
@@ -88,6 +90,7 @@ def create_app(settings: LeaderSettings) -> FastAPI:
     app.state.membership = None
     app.add_middleware(EpochHeaderMiddleware, membership_of=lambda: app.state.membership)
     install_error_handlers(app)
+    install_metrics(app, "leader", refresh_from(app))
     for module in (health, servers, txns, files, trash, gc, fsck):
         app.include_router(module.router)
     return app

@@ -10,6 +10,7 @@ from shared.http import JSONResponse
 
 from shared.config import UserAppSettings
 from shared.errors import install_error_handlers
+from shared.metrics import install_metrics
 from user_app.peers import PeerClient
 from user_app.placement import RingCache
 from user_app.reader import ChunkReader
@@ -53,5 +54,6 @@ def create_app(settings: UserAppSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
     install_error_handlers(app)
+    install_metrics(app, "user_app")
     app.include_router(router)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+from user_app.metrics import COMMIT_REQUESTS
 from user_app.peers import PeerClient
 
 # Txn ids per request: bounded so one request stays small and one slow batch cannot grow without end.
@@ -29,8 +30,6 @@ class GroupCommitter:
     def __init__(self, peers: PeerClient) -> None:
         self.peers = peers
         self._queues: dict[str, _ServerQueue] = defaultdict(_ServerQueue)
-        self.requests = 0  # commit requests sent, for the metrics
-        self.txns = 0  # txns committed through them
 
     async def commit(self, url: str, txn_id: str) -> int:
         """Commit ``txn_id`` on the server at ``url``; returns how many of its chunks the server
@@ -49,8 +48,7 @@ class GroupCommitter:
                 batch = dict(list(queue.waiting.items())[:MAX_TXNS_PER_COMMIT])
                 for txn_id in batch:
                     del queue.waiting[txn_id]
-                self.requests += 1
-                self.txns += len(batch)
+                COMMIT_REQUESTS.inc()
                 try:
                     committed = await self.peers.rpc_commit_chunks(url, list(batch))
                 except BaseException as exc:  # every waiter sees the failure

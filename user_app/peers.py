@@ -22,6 +22,7 @@ from shared.errors import (
     BadRequest, Conflict, Gone, IntegrityFailure, NotFound, PayloadTooLarge, PreconditionFailed,
     RangeNotSatisfiable, RingFSError, Unavailable, UpstreamError,
 )
+from shared.logs import REQUEST_ID_HEADER, request_id
 from shared.protocol import OCTET_STREAM, RING_EPOCH_HEADER, decode_manifest, encode_frames, pack_digests
 
 _BY_STATUS: dict[int, type[RingFSError]] = {
@@ -62,8 +63,9 @@ class PeerClient:
     async def _call(self, method: str, url: str, peer: str, **kw: Any) -> tuple[bytes, Any]:
         """One request; returns ``(body, headers)``. Raises :class:`Unavailable` when the peer cannot be
         reached, or the peer's error as a :class:`RingFSError`."""
+        headers = {**kw.pop("headers", {}), REQUEST_ID_HEADER: request_id.get()}
         try:
-            async with self.http.request(method, url, **kw) as resp:
+            async with self.http.request(method, url, headers=headers, **kw) as resp:
                 body = await resp.read()
                 status, headers = resp.status, resp.headers
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:

@@ -19,7 +19,8 @@ from typing import AsyncIterator
 
 from shared.errors import Unavailable
 from shared.protocol import DIGEST_SIZE, iter_frames
-from shared.ring import ServerInfo
+from shared.ring import ServerInfo, ServerState
+from user_app.metrics import BYTES_OUT, CHUNK_FALLBACKS, CORRUPT_COPIES
 from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
 
@@ -56,7 +57,6 @@ class ChunkReader:
         self.rings = rings
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
-        self.fallbacks = 0  # chunks served by a later candidate than the first
         self._repairs: set[asyncio.Task] = set()  # read-repair calls in flight (kept from being collected)
 
     async def open(self, path: str, version: int | None) -> FileView:
@@ -91,7 +91,9 @@ class ChunkReader:
                     i = base + k
                     lo = start - i * cs if i == first else 0
                     hi = end - i * cs + 1 if i == last else len(data)
-                    yield data[lo:hi] if (lo or hi != len(data)) else data
+                    piece = data[lo:hi] if (lo or hi != len(data)) else data
+                    BYTES_OUT.inc(len(piece))
+                    yield piece
         finally:
             for _, task in window:
                 task.cancel()
@@ -100,7 +102,8 @@ class ChunkReader:
         """Fetch ``digests`` (in order) from the ring, batched per server, with fallback along each
         chunk's read candidates. Raises :class:`Unavailable` for a chunk no candidate can serve."""
         ring = placement.ring
-        cands: list[list[ServerInfo]] = [ring.read_candidates(d, replication, EXTRA_READ_CANDIDATES) for d in digests]
+        cands = cover_first([ring.read_candidates(d, replication, EXTRA_READ_CANDIDATES) for d in digests],
+                            replication, digests[0] if digests else b"")
         attempt = [0] * len(digests)
         out: list[bytes | None] = [None] * len(digests)
         todo = list(range(len(digests)))
@@ -140,11 +143,12 @@ class ChunkReader:
                     if data is not None and hashlib.sha256(data).digest() == digests[i]:
                         out[i] = bytes(data)
                         if attempt[i]:
-                            self.fallbacks += 1
+                            CHUNK_FALLBACKS.inc()
                     else:
                         if data is not None:
                             log.warning("corrupt copy of %s on %s", digests[i].hex(), url)
                             corrupt[url].append(digests[i])
+                            CORRUPT_COPIES.inc()
                         attempt[i] += 1
                         todo.append(i)
         return out  # type: ignore[return-value]
@@ -181,3 +185,35 @@ class ChunkReader:
                 if presence == 2:
                     holders[i].append(url)
         return holders
+
+
+def cover_first(cands: list[list[ServerInfo]], replication: int, salt: bytes) -> list[list[ServerInfo]]:
+    """Reorder each chunk's candidates so that first attempts go to as few servers as possible.
+
+    Greedy set cover over each chunk's healthy replicas (the first ``replication`` healthy candidates):
+    repeatedly pick the server that holds the most chunks not yet covered and put it first for those
+    chunks. A 10 KiB file on a 3-server RF-3 cluster is then one request instead of three. Ties are
+    broken by a hash of ``salt`` (the piece's first digest), so different files start on different
+    servers and no server becomes the hotspot. Fallback order after the first attempt is unchanged.
+    """
+    if len(cands) <= 1:
+        return cands
+    replicas = [[s for s in c if s.state == ServerState.HEALTHY][:replication] for c in cands]
+    uncovered = {i for i, r in enumerate(replicas) if r}
+    first: dict[int, ServerInfo] = {}
+    while uncovered:
+        counts: dict[str, int] = defaultdict(int)
+        servers: dict[str, ServerInfo] = {}
+        for i in uncovered:
+            for s in replicas[i]:
+                counts[s.server_id] += 1
+                servers[s.server_id] = s
+        best = max(counts, key=lambda sid: (counts[sid], hashlib.blake2s(salt + sid.encode(), digest_size=4).digest()))
+        for i in [i for i in uncovered if servers[best] in replicas[i]]:
+            first[i] = servers[best]
+            uncovered.discard(i)
+    out = []
+    for i, c in enumerate(cands):
+        chosen = first.get(i)
+        out.append(c if chosen is None or c[0] is chosen else [chosen, *[s for s in c if s is not chosen]])
+    return out

@@ -31,6 +31,7 @@ from shared.errors import RingFSError, Unavailable
 from shared.ring import ServerInfo, ServerState, chunk_position
 from user_app.chunker import Piece, pieces
 from user_app.group_commit import GroupCommitter
+from user_app.metrics import BYTES_IN, WRITES
 from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
 
@@ -124,9 +125,18 @@ class WriteCoordinator:
         except BaseException:
             for task in [*in_flight, *([version_task] if version_task else [])]:
                 task.cancel()
+            WRITES.labels("failed").inc()
             await asyncio.shield(self._abort(txn, leader=version_task is not None))
             raise
-        info = await self.peers.rpc_commit_version(txn.txn_id)
+        try:
+            info = await self.peers.rpc_commit_version(txn.txn_id)
+        except BaseException:
+            WRITES.labels("failed").inc()
+            raise
+        WRITES.labels("committed").inc()
+        BYTES_IN.inc(size)
+        log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared["version"], size,
+                 len(digests) // 32, txn.txn_id)
         return WriteResult(path=info["path"], version=prepared["version"], size=size, sha256=whole.hexdigest(),
                            chunks=len(digests) // 32)
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 from shared.http import JSONResponse
 
 from leader import fsck
+from leader.metrics import record_fsck
 
 router = APIRouter()
 
@@ -14,4 +15,5 @@ async def handle_fsck(request: Request) -> JSONResponse:
     # The ring is an immutable snapshot: membership changes during the run do not affect this report.
     report = await fsck.run_fsck(state.store, state.membership.ring, state.http,
                                  state.settings.replication_factor)
+    record_fsck(report)
     return JSONResponse(report)

@@ -1,0 +1,14 @@
+"""The user app's own Prometheus metrics (the per-route HTTP metrics live in ``shared/metrics.py``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+BYTES_IN = Counter("ringfs_user_bytes_in_total", "File bytes received from clients and stored")
+BYTES_OUT = Counter("ringfs_user_bytes_out_total", "File bytes sent to clients")
+WRITES = Counter("ringfs_user_writes_total", "Two-phase-commit writes by outcome", ["outcome"])
+CHUNK_FALLBACKS = Counter("ringfs_user_chunk_fallbacks_total",
+                          "Chunks served by a later read candidate after a failure, miss or bad copy")
+CORRUPT_COPIES = Counter("ringfs_user_corrupt_copies_total", "Chunk copies whose SHA-256 did not match")
+COMMIT_REQUESTS = Counter("ringfs_user_chunk_commit_requests_total",
+                          "Phase-3 commit requests sent to chunk servers (group commit coalesces them)")
