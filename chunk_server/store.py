@@ -148,8 +148,8 @@ _UNPINNED = "s.id NOT IN (SELECT chunk_id FROM txn_chunks)"
 
 @dataclass(frozen=True)
 class PrepareResult:
-    """Phase 1 outcome: ``stored`` chunks now pending for the txn, ``already_committed`` deduplicated
-    (and pinned)."""
+    """Phase 1 outcome: ``stored`` distinct chunks newly pending for the txn (what its commit will
+    count), ``already_committed`` distinct chunks deduplicated against committed copies (and pinned)."""
 
     stored: int
     already_committed: int
@@ -287,13 +287,18 @@ class ChunkStore:
                                              for d, (cid, data) in fresh.items() if d not in known])
             committed = [cid for cid, st in known.values() if st == COMMITTED]
             conn.executemany(_TOUCH, [(now, cid) for cid in committed])
-            txn_rows = []
+            pending_rows, pin_rows = [], []
             for d, (cid, _) in fresh.items():
                 cid, state = known.get(d, (cid, PENDING))
-                txn_rows.append((txn_id, cid, now, int(state == COMMITTED)))  # a committed hit is a pin
-            conn.executemany(_INSERT_TXN_CHUNK, txn_rows)
-            already = sum(1 for digest, _ in chunks if known.get(digest, (0, PENDING))[1] == COMMITTED)
-            return PrepareResult(stored=len(chunks) - already, already_committed=already)
+                # a committed hit is a pin (pin = 1): it keeps GC away until the txn ends
+                (pin_rows if state == COMMITTED else pending_rows).append((txn_id, cid, now, int(state == COMMITTED)))
+            # ``stored`` counts the txn's distinct pending chunks this call added, exactly what commit will
+            # count: a digest repeated within the batch, or sent again in a later batch of the same txn,
+            # is counted once.
+            stored = conn.executemany(_INSERT_TXN_CHUNK, pending_rows).rowcount if pending_rows else 0
+            if pin_rows:
+                conn.executemany(_INSERT_TXN_CHUNK, pin_rows)
+            return PrepareResult(stored=stored, already_committed=len(pin_rows))
 
         return await self._write(tx)
 

@@ -85,12 +85,18 @@ async def rename(store: Store, src: str, dst: str) -> int:
         raise BadRequest("src and dst are the same path")
     if dst.startswith(src + "/"):
         raise BadRequest(f"cannot move {src!r} into itself ({dst!r})")
-    for _ in range(WRITE_RETRIES):
-        try:
-            async with store.write() as session:
-                return await _rename_once(session, src, dst)
-        except IntegrityError:
-            continue  # a writer took a version number at a destination path meanwhile
+    # Every path under src and dst may change: the whole manifest cache is bypassed while the rename
+    # runs and dropped when it ended (leader/manifest_cache.py).
+    store.cache.begin_write_all()
+    try:
+        for _ in range(WRITE_RETRIES):
+            try:
+                async with store.write() as session:
+                    return await _rename_once(session, src, dst)
+            except IntegrityError:
+                continue  # a writer took a version number at a destination path meanwhile
+    finally:
+        store.cache.end_write_all()
     raise Conflict(f"rename {src!r} -> {dst!r} kept colliding with concurrent writes; retry")
 
 
@@ -123,10 +129,14 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
 async def delete_file(store: Store, path: str) -> int:
     """Tombstone every committed version of ``path`` (state ``deleted``, ``deleted_at`` now); return how
     many. Chunk garbage collection is separate. Raises :class:`NotFound`."""
-    async with store.write() as session:
-        result = await session.execute(
-            update(FV).where(FV.path == path, FV.state == COMMITTED)
-            .values(state=DELETED, deleted_at=time.time()).execution_options(synchronize_session=False))
+    store.cache.begin_write(path)  # the path's cache entries stay bypassed until the delete ended
+    try:
+        async with store.write() as session:
+            result = await session.execute(
+                update(FV).where(FV.path == path, FV.state == COMMITTED)
+                .values(state=DELETED, deleted_at=time.time()).execution_options(synchronize_session=False))
+    finally:
+        store.cache.end_write(path)
     if not result.rowcount:
         raise NotFound(f"no such file: {path!r}")
     return result.rowcount

@@ -18,9 +18,10 @@ from typing import AsyncIterator
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from leader.db import create_engine, create_sessionmaker, is_sqlite
+from leader.manifest_cache import ManifestCache
 from leader.models import RingState
 from shared.errors import Unavailable
 
@@ -39,6 +40,9 @@ class Store:
         self.engine: AsyncEngine = create_engine(database_url)
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self._write_lock = asyncio.Lock() if is_sqlite(database_url) else None
+        # Committed versions for GET /manifest and /stat; every mutation of visible versions invalidates
+        # it (leader/manifest_cache.py).
+        self.cache = ManifestCache()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -59,6 +63,23 @@ class Store:
             with translate_db_errors():
                 async with self.sessions() as session, session.begin():
                     yield session
+
+    @contextlib.asynccontextmanager
+    async def read_conn(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for reads (no ORM session: the hot paths' cheaper variant of :meth:`read`)."""
+        with translate_db_errors():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def write_conn(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection inside one transaction, with :meth:`write`'s rules (the SQLite write lock,
+        committed on success, rolled back on any exception, :class:`IntegrityError` passed through)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock:
+            with translate_db_errors():
+                async with self.engine.begin() as conn:
+                    yield conn
 
     async def ensure_ring_state(self) -> int:
         """Create the single ``ring_state`` row (epoch 0) if missing; return the epoch."""

@@ -47,24 +47,28 @@ async def undelete(store: Store, path: str) -> tuple[int, dict]:
     Raises :class:`NotFound` when nothing of ``path`` is in the trash and :class:`Conflict` when the path
     has a live version again (restoring would silently shadow or be shadowed by it).
     """
-    async with store.write() as session:
-        # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
-        # us; on SQLite the store's write lock already does.
-        await session.execute(select(FV.id).where(FV.path == path).order_by(FV.id).with_for_update())
-        last = (await session.execute(
-            select(func.max(FV.deleted_at)).where(FV.path == path, FV.state == DELETED))).scalar()
-        if last is None:
-            raise NotFound(f"nothing in the trash for {path!r}")
-        if await live_version_exists(session, path):
-            raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
-        rows = (await session.execute(
-            select(FV).where(FV.path == path, FV.state == DELETED, FV.deleted_at == last)
-            .options(defer(FV.chunk_digests)).order_by(FV.version))).scalars().all()
-        await session.execute(
-            update(FV).where(FV.id.in_([r.id for r in rows]))
-            .values(state=COMMITTED, deleted_at=None).execution_options(synchronize_session=False))
-        newest = rows[-1]
-        info = {**version_info(newest), "state": COMMITTED, "deleted_at": None}
+    store.cache.begin_write(path)  # the path's cache entries stay bypassed until the restore ended
+    try:
+        async with store.write() as session:
+            # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
+            # us; on SQLite the store's write lock already does.
+            await session.execute(select(FV.id).where(FV.path == path).order_by(FV.id).with_for_update())
+            last = (await session.execute(
+                select(func.max(FV.deleted_at)).where(FV.path == path, FV.state == DELETED))).scalar()
+            if last is None:
+                raise NotFound(f"nothing in the trash for {path!r}")
+            if await live_version_exists(session, path):
+                raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
+            rows = (await session.execute(
+                select(FV).where(FV.path == path, FV.state == DELETED, FV.deleted_at == last)
+                .options(defer(FV.chunk_digests)).order_by(FV.version))).scalars().all()
+            await session.execute(
+                update(FV).where(FV.id.in_([r.id for r in rows]))
+                .values(state=COMMITTED, deleted_at=None).execution_options(synchronize_session=False))
+            newest = rows[-1]
+            info = {**version_info(newest), "state": COMMITTED, "deleted_at": None}
+    finally:
+        store.cache.end_write(path)
     return len(rows), info
 
 

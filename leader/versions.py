@@ -15,15 +15,16 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, false, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from leader.manifest_cache import CachedVersion
 from leader.models import FileVersion as FV
 from leader.store import WRITE_RETRIES, Store
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unavailable
-from shared.protocol import DIGEST_SIZE
+from shared.protocol import DIGEST_SIZE, encode_manifest
 
 PENDING, COMMITTED, DELETED = "pending", "committed", "deleted"
 TXN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -100,27 +101,82 @@ async def live_version_exists(session: AsyncSession, path: str, exclude_id: int 
     return (await session.execute(q.limit(1))).first() is not None
 
 
-async def prepare(store: Store, nv: NewVersion) -> FV:
-    """Record ``nv`` as a pending version with the next version number; return the row.
+# ---------------------------------------------------------------- hot-path Core statements
+# Built once: SQLAlchemy caches their compiled form, and Core on a plain connection skips the ORM's unit
+# of work. Bind parameters are typed so PostgreSQL (asyncpg renders casts) infers the right types in a
+# SELECT list.
+
+_T = FV.__table__
+_C = _T.c
+# The VersionInfo columns, in version_info()'s order.
+_INFO_COLUMNS = (_C.path, _C.version, _C.size, _C.sha256, _C.chunk_count, _C.chunk_size, _C.replication,
+                 _C.state, _C.created_at, _C.committed_at, _C.deleted_at)
+
+
+def _typed(name: str):
+    return bindparam(name, type_=_C[name].type)
+
+
+# Phase 2 in one statement: INSERT ... SELECT 1 + max(version) over every row of the path ... RETURNING.
+_PREPARE_COLUMNS = ("path", "version", "size", "sha256", "chunk_size", "replication", "chunk_count",
+                    "chunk_digests", "state", "txn_id", "create_only", "created_at")
+_PREPARE = (
+    insert(_T)
+    .from_select(
+        list(_PREPARE_COLUMNS),
+        select(*[(func.coalesce(func.max(_C.version), 0) + 1).label("version") if name == "version"
+                 else literal(PENDING, _C.state.type).label(name) if name == "state"
+                 else _typed(name).label(name)
+                 for name in _PREPARE_COLUMNS])
+        .where(_C.path == _typed("path")),
+    )
+    .returning(_C.version)
+)
+_LIVE_EXISTS = select(_C.id).where(_C.path == _typed("path"), _C.state == COMMITTED).limit(1)
+# Phase 4 of a plain (not create-only) write: one UPDATE. Anything else takes the careful path.
+_COMMIT_PLAIN = (
+    update(_T)
+    .where(_C.txn_id == bindparam("t", type_=_C.txn_id.type), _C.state == PENDING,
+           _C.create_only == false())
+    .values(state=COMMITTED, committed_at=bindparam("now", type_=_C.committed_at.type))
+    .returning(*_INFO_COLUMNS)
+)
+_LATEST = (select(*_INFO_COLUMNS, _C.chunk_digests).where(_C.path == _typed("path"), _C.state == COMMITTED)
+           .order_by(_C.version.desc()).limit(1))
+_EXACT = select(*_INFO_COLUMNS, _C.chunk_digests).where(
+    _C.path == _typed("path"), _C.state == COMMITTED, _C.version == _typed("version"))
+
+
+def _info_of(row) -> dict:
+    """A Core row of ``_INFO_COLUMNS`` as a VersionInfo dict (the same keys and order as version_info)."""
+    return {
+        "path": row[0], "version": row[1], "size": row[2], "sha256": row[3], "chunks": row[4],
+        "chunk_size": row[5], "replication": row[6], "state": row[7], "created_at": row[8],
+        "committed_at": row[9], "deleted_at": row[10],
+    }
+
+
+async def prepare(store: Store, nv: NewVersion) -> dict:
+    """Record ``nv`` as a pending version with the next version number; return
+    ``{"txn_id", "path", "version", "state": "pending"}``.
 
     Raises :class:`Conflict` (409) when ``txn_id`` was used before, :class:`PreconditionFailed` (412)
     for ``create_only`` when a live version exists, :class:`Unavailable` after ``WRITE_RETRIES`` lost
     races.
     """
+    params = {
+        "path": nv.path, "size": nv.size, "sha256": nv.sha256, "chunk_size": nv.chunk_size,
+        "replication": nv.replication, "chunk_count": len(nv.digests) // DIGEST_SIZE,
+        "chunk_digests": nv.digests, "txn_id": nv.txn_id, "create_only": nv.create_only,
+    }
     for attempt in range(WRITE_RETRIES):
         try:
-            async with store.write() as session:
-                if nv.create_only and await live_version_exists(session, nv.path):
+            async with store.write_conn() as conn:
+                if nv.create_only and (await conn.execute(_LIVE_EXISTS, {"path": nv.path})).first() is not None:
                     raise PreconditionFailed(f"{nv.path!r} already exists (create-only write)")
-                top = (await session.execute(select(func.max(FV.version)).where(FV.path == nv.path))).scalar()
-                row = FV(
-                    path=nv.path, version=(top or 0) + 1, size=nv.size, sha256=nv.sha256,
-                    chunk_size=nv.chunk_size, replication=nv.replication,
-                    chunk_count=len(nv.digests) // DIGEST_SIZE, chunk_digests=nv.digests, state=PENDING,
-                    txn_id=nv.txn_id, create_only=nv.create_only, created_at=time.time(),
-                )
-                session.add(row)
-            return row
+                params["created_at"] = time.time()
+                version = (await conn.execute(_PREPARE, params)).scalar_one()
+            return {"txn_id": nv.txn_id, "path": nv.path, "version": version, "state": PENDING}
         except IntegrityError:
             async with store.read() as session:
                 taken = (await session.execute(select(FV.id).where(FV.txn_id == nv.txn_id))).first()
@@ -138,33 +194,66 @@ async def commit(store: Store, txn_id: str) -> dict:
     another version of its path (this txn is then aborted).
     """
     validate_txn_id(txn_id)
+    cache = store.cache
+    # Fast path: a pending plain write is one UPDATE ... RETURNING. The path's cache entries are marked
+    # busy before the transaction commits and invalidated after it ended (leader/manifest_cache.py).
+    path = None
+    try:
+        async with store.write_conn() as conn:
+            row = (await conn.execute(_COMMIT_PLAIN, {"t": txn_id, "now": time.time()})).first()
+            if row is not None:
+                path = row[0]
+                cache.begin_write(path)
+    finally:
+        if path is not None:
+            cache.end_write(path)
+    if row is not None:
+        return _info_of(row)
+    # Create-only, already committed (idempotent), unknown or swept: the careful path.
+    return await _commit_careful(store, txn_id)
+
+
+async def _commit_careful(store: Store, txn_id: str) -> dict:
+    cache = store.cache
     lost_race = False
-    async with store.write() as session:
-        head = (await session.execute(
-            select(FV.path, FV.create_only, FV.state).where(FV.txn_id == txn_id))).first()
-        if head is None:
-            raise NotFound(f"transaction {txn_id!r} is unknown or expired")
-        if head.create_only and head.state == PENDING:
-            # Lock every row of the path in id order, so concurrent create-only commits of one path
-            # serialize on PostgreSQL (READ COMMITTED re-reads the winner's committed row); on SQLite
-            # the store's write lock already serializes them.
-            await session.execute(select(FV.id).where(FV.path == head.path).order_by(FV.id).with_for_update())
-        row = (await session.execute(
-            select(FV).where(FV.txn_id == txn_id).with_for_update()
-            .execution_options(populate_existing=True))).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"transaction {txn_id!r} is unknown or expired")
-        if row.state != PENDING:
-            return version_info(row)
-        if row.create_only and await live_version_exists(session, row.path, exclude_id=row.id):
-            await session.delete(row)
-            lost_race = True
-        else:
-            row.state = COMMITTED
-            row.committed_at = time.time()
+    path = None
+    try:
+        async with store.write() as session:
+            head = (await session.execute(
+                select(FV.path, FV.create_only, FV.state).where(FV.txn_id == txn_id))).first()
+            if head is None:
+                raise NotFound(f"transaction {txn_id!r} is unknown or expired")
+            path = head.path
+            cache.begin_write(path)
+            row, lost_race = await _commit_locked(session, txn_id, head)
+    finally:
+        if path is not None:
+            cache.end_write(path)
     if lost_race:
         raise PreconditionFailed(f"{head.path!r} was created by another writer first; transaction aborted")
     return version_info(row)
+
+
+async def _commit_locked(session: AsyncSession, txn_id: str, head) -> tuple[FV, bool]:
+    """The careful commit inside its transaction: ``(row, lost_race)``."""
+    if head.create_only and head.state == PENDING:
+        # Lock every row of the path in id order, so concurrent create-only commits of one path
+        # serialize on PostgreSQL (READ COMMITTED re-reads the winner's committed row); on SQLite
+        # the store's write lock already serializes them.
+        await session.execute(select(FV.id).where(FV.path == head.path).order_by(FV.id).with_for_update())
+    row = (await session.execute(
+        select(FV).where(FV.txn_id == txn_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"transaction {txn_id!r} is unknown or expired")
+    if row.state != PENDING:
+        return row, False
+    if row.create_only and await live_version_exists(session, row.path, exclude_id=row.id):
+        await session.delete(row)
+        return row, True
+    row.state = COMMITTED
+    row.committed_at = time.time()
+    return row, False
 
 
 async def abort(store: Store, txn_id: str) -> None:
@@ -181,22 +270,27 @@ async def abort(store: Store, txn_id: str) -> None:
         await session.execute(delete(FV).where(FV.id == row.id))
 
 
-async def get_version(store: Store, path: str, version: int | None, with_digests: bool) -> FV:
-    """The committed version ``version`` of ``path``, or its latest committed version when None: one
-    indexed query (``ix_file_versions_path_state_version``). Raises :class:`NotFound`."""
-    q = select(FV).where(FV.path == path, FV.state == COMMITTED)
-    if version is not None:
-        q = q.where(FV.version == version)
-    else:
-        q = q.order_by(FV.version.desc()).limit(1)
-    if not with_digests:
-        q = q.options(defer(FV.chunk_digests))
-    async with store.read() as session:
-        row = (await session.execute(q)).scalar_one_or_none()
+async def lookup(store: Store, path: str, version: int | None) -> CachedVersion:
+    """The committed version ``version`` of ``path`` (its latest when None) as a :class:`CachedVersion`
+    (VersionInfo dict and encoded manifest), from the manifest cache or one indexed Core query that then
+    fills it. Raises :class:`NotFound`."""
+    cache = store.cache
+    entry = cache.get(path, version)
+    if entry is not None:
+        return entry
+    generation = cache.generation()  # before the query: a mutation meanwhile makes the fill stale
+    async with store.read_conn() as conn:
+        if version is None:
+            row = (await conn.execute(_LATEST, {"path": path})).first()
+        else:
+            row = (await conn.execute(_EXACT, {"path": path, "version": version})).first()
     if row is None:
         what = f"version {version} of {path!r}" if version is not None else repr(path)
         raise NotFound(f"no such file: {what}")
-    return row
+    info = _info_of(row)
+    entry = CachedVersion(info, encode_manifest(info, bytes(row[11])))
+    cache.put(path, version, entry, generation)
+    return entry
 
 
 async def list_versions(store: Store, path: str) -> list[dict]:

@@ -1,7 +1,7 @@
-"""Read and namespace endpoints: ``GET /manifest`` (the read hot path: one indexed query), ``GET /stat``,
+"""Read and namespace endpoints: ``GET /manifest`` (the read hot path: the manifest cache, else one indexed query), ``GET /stat``,
 ``GET /versions``, ``GET /list``, ``POST /rename``, ``DELETE /files``."""
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
 from leader import namespace, versions
@@ -14,18 +14,20 @@ router = APIRouter()
 
 
 @router.get("/manifest")
-async def handle_manifest(path: str = Query(), version: int | None = Query(default=None, ge=1),
-                          store: Store = Depends(get_store)) -> Response:
-    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol.py)."""
-    row = await versions.get_version(store, normalize_path(path), version, with_digests=True)
-    return Response(encode_manifest(versions.version_info(row), row.chunk_digests), media_type=OCTET_STREAM)
+async def handle_manifest(request: Request, path: str = Query(),
+                          version: int | None = Query(default=None, ge=1)) -> Response:
+    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol.py), from the manifest
+    cache when it holds the version (leader/manifest_cache.py). The store is taken from ``request``
+    rather than a sync dependency, which FastAPI would run in a worker thread."""
+    entry = await versions.lookup(request.app.state.store, normalize_path(path), version)
+    return Response(entry.manifest, media_type=OCTET_STREAM)
 
 
 @router.get("/stat")
-async def handle_stat(path: str = Query(), version: int | None = Query(default=None, ge=1),
-                      store: Store = Depends(get_store)) -> JSONResponse:
-    row = await versions.get_version(store, normalize_path(path), version, with_digests=False)
-    return JSONResponse(versions.version_info(row))
+async def handle_stat(request: Request, path: str = Query(),
+                      version: int | None = Query(default=None, ge=1)) -> JSONResponse:
+    entry = await versions.lookup(request.app.state.store, normalize_path(path), version)
+    return JSONResponse(entry.info)
 
 
 @router.get("/versions")
