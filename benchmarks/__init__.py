@@ -1,0 +1,1 @@
+"""RingFS benchmark: ``python -m benchmarks --help``. See docs/benchmark.md."""
