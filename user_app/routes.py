@@ -77,8 +77,10 @@ async def put_file(path: str, request: Request) -> JSONResponse:
     if inm is not None and inm.strip() != "*":
         raise BadRequest("only 'If-None-Match: *' is supported on PUT")
     chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
+    length = request.headers.get("content-length")
     result = await _services(request).writer.write(path, request.stream(), chunk_size=chunk_size,
-                                                    create_only=inm is not None)
+                                                    create_only=inm is not None,
+                                                    size_hint=int(length) if length and length.isdigit() else None)
     return JSONResponse(vars(result), status_code=201)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from shared.errors import RingFSError, Unavailable
+from shared.protocol import DIGEST_SIZE
 from shared.ring import ServerInfo, ServerState, chunk_position
 from user_app.chunker import Piece, pieces
 from user_app.group_commit import GroupCommitter
@@ -36,6 +37,10 @@ from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
 
 log = logging.getLogger("ringfs.writer")
+
+# A Content-Length is only a hint from the client: preallocate at most this many digests (32 MiB, a
+# 1 GiB file of 1 KB chunks) and grow past it, so a lying header cannot make us allocate a huge buffer.
+MAX_PREALLOCATED_DIGESTS = 1 << 20
 
 
 @dataclass
@@ -78,8 +83,11 @@ class WriteCoordinator:
             os._exit(70)
 
     async def write(self, path: str, body: AsyncIterator[bytes], *, chunk_size: int | None = None,
-                    create_only: bool = False) -> WriteResult:
+                    create_only: bool = False, size_hint: int | None = None) -> WriteResult:
         """Store ``body`` as the next version of ``path``.
+
+        ``size_hint`` (the request's ``Content-Length``, bytes) lets the chunk list be allocated once:
+        32 bytes per chunk is the only part of the write's memory that grows with the file.
 
         Raises :class:`Unavailable` (503) when fewer healthy servers than the replication factor can be
         reached or the leader is down, :class:`PreconditionFailed` (412) for ``create_only`` on an
@@ -89,7 +97,7 @@ class WriteCoordinator:
         chunk_size = placement.chunk_size_for_upload(chunk_size)
         txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor)
         whole = hashlib.sha256()
-        digests = bytearray()
+        digests = _DigestList(size_hint, chunk_size)
         size = 0
         in_flight: deque[asyncio.Task] = deque()
         version_task: asyncio.Task | None = None
@@ -100,15 +108,14 @@ class WriteCoordinator:
             async for piece in piece_iter:
                 whole.update(piece.data)
                 size += len(piece.data)
-                for digest, _ in piece.chunks:
-                    digests += digest
+                digests.extend(piece.chunks)
                 in_flight.append(asyncio.create_task(self._prepare_piece(txn, piece)))
                 if len(in_flight) >= self.pieces_in_flight:
                     await in_flight.popleft()
                 if size == len(piece.data) and piece_iter.exhausted:
                     # one-piece file: phase 2 overlaps phase 1
                     version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
-                                                                             chunk_size, create_only, bytes(digests)))
+                                                                             chunk_size, create_only, digests.view()))
             if first is None:  # empty file: no chunks, no phase 1
                 version_task = asyncio.create_task(self._prepare_version(txn, path, 0, whole.hexdigest(), chunk_size,
                                                                          create_only, b""))
@@ -117,7 +124,7 @@ class WriteCoordinator:
             self._crash_point(1)
             if version_task is None:
                 version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
-                                                                         chunk_size, create_only, bytes(digests)))
+                                                                         chunk_size, create_only, digests.view()))
             prepared = await version_task
             self._crash_point(2)
             await self._commit_chunks(txn)
@@ -136,12 +143,12 @@ class WriteCoordinator:
         WRITES.labels("committed").inc()
         BYTES_IN.inc(size)
         log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared["version"], size,
-                 len(digests) // 32, txn.txn_id)
+                 len(digests), txn.txn_id)
         return WriteResult(path=info["path"], version=prepared["version"], size=size, sha256=whole.hexdigest(),
-                           chunks=len(digests) // 32)
+                           chunks=len(digests))
 
     async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
-                               create_only: bool, digests: bytes) -> dict:
+                               create_only: bool, digests: bytes | memoryview) -> dict:
         return await self.peers.rpc_prepare_version(
             txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
             replication=txn.replication, create_only=create_only, digests=digests)
@@ -233,3 +240,29 @@ class _chain_first:
         self._next = await anext(self._rest, None)
         self.exhausted = self._next is None
         return current
+
+
+class _DigestList:
+    """The ordered chunk digests of one upload, packed: 32 bytes per chunk, allocated once when the
+    size is known in advance (no doubling, no copy when it is sent to the leader)."""
+
+    def __init__(self, size_hint: int | None, chunk_size: int) -> None:
+        n = min(-(-size_hint // chunk_size), MAX_PREALLOCATED_DIGESTS) if size_hint else 0
+        self._buf = bytearray(n * DIGEST_SIZE)
+        self._used = 0
+
+    def extend(self, chunks: list[tuple[bytes, memoryview]]) -> None:
+        need = self._used + len(chunks) * DIGEST_SIZE
+        if need > len(self._buf):  # the body was longer than announced, or no size was given
+            self._buf.extend(bytes(max(need - len(self._buf), len(self._buf))))
+        pos = self._used
+        for digest, _ in chunks:
+            self._buf[pos : pos + DIGEST_SIZE] = digest
+            pos += DIGEST_SIZE
+        self._used = pos
+
+    def view(self) -> memoryview:
+        return memoryview(self._buf)[: self._used]
+
+    def __len__(self) -> int:
+        return self._used // DIGEST_SIZE
