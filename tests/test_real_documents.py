@@ -16,11 +16,13 @@ SUBSET_BYTES = int(os.environ.get("RINGFS_STDLIB_BYTES", 4_000_000))
 
 
 def stdlib_subset(dest: Path, limit: int) -> int:
-    """Copy .py files of the running interpreter's stdlib into ``dest`` up to ``limit`` bytes."""
+    """Copy files of the running interpreter's stdlib into ``dest`` up to ``limit`` bytes: its .py
+    sources first (31 MB on 3.11), then its other files (text, data, test fixtures) for larger runs."""
     src = Path(sysconfig.get_paths()["stdlib"])
     total = 0
-    for path in sorted(src.rglob("*.py")):
-        if "site-packages" in path.parts or not path.is_file():
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    for path in sorted(files, key=lambda p: (p.suffix != ".py", p)):
+        if "site-packages" in path.parts or "__pycache__" in path.parts:
             continue
         rel = path.relative_to(src)
         out = dest / rel

@@ -308,7 +308,10 @@ def up(chunk_servers: int = typer.Option(3, "--chunk-servers", help="How many ch
                            database_url=database_url, leader_port=leader_port, user_app_port=port,
                            chunk_server_base_port=chunk_server_port)
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    # Handle SIGINT explicitly too: a shell starts background jobs with SIGINT ignored, and Ctrl-C or
+    # `kill -INT` must still stop the cluster cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
     try:
         cluster.start()
     except (RuntimeError, TimeoutError, OSError) as exc:
