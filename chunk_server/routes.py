@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from chunk_server.registration import Registration
 from chunk_server.store import ChunkStore
-from shared.errors import BadRequest, IntegrityFailure, NotFound, PayloadTooLarge
+from shared.errors import BadRequest, IntegrityFailure, NotFound, PayloadTooLarge, RingFSError
 from shared.protocol import (
-    DIGEST_SIZE, HEALTH_CHECK_HEADER, OCTET_STREAM, encode_frames, iter_frames,
+    DIGEST_SIZE, HEALTH_CHECK_HEADER, OCTET_STREAM, encode_frames, iter_frames, iter_txn_sections,
     parse_hex_digest, unpack_digests,
 )
 
@@ -30,6 +30,7 @@ MAX_DIGESTS = 65536  # per read / exists request: 64 MiB of 1 KiB chunks in one 
 # GIL for large buffers); below it the thread hop costs more than the hashing.
 HASH_IN_THREAD_BYTES = 256 * 1024
 MAX_TXNS_PER_REQUEST = 10_000
+MAX_SECTIONS = 4096  # per /chunks/prepare-many request; the user app's batcher sends at most 64
 
 router = APIRouter()
 TxnId = Annotated[str, Field(pattern=TXN_ID_PATTERN)]
@@ -83,6 +84,23 @@ def decode_verified(body: bytes, max_chunk_size: int) -> list[tuple[bytes, memor
     return chunks
 
 
+def decode_sections_verified(body: bytes, max_chunk_size: int
+                             ) -> list[tuple[str, list[tuple[bytes, memoryview]] | RingFSError]]:
+    """Decode a ``/chunks/prepare-many`` body into ``(txn_id, verified chunks or the section's error)``,
+    in body order. A bad frame or digest mismatch fails only its section; a malformed section structure
+    (truncation, bad txn id) fails the whole request with :class:`BadRequest`."""
+    sections = list(iter_txn_sections(body))
+    if len(sections) > MAX_SECTIONS:
+        raise BadRequest(f"{len(sections)} sections exceed the limit of {MAX_SECTIONS}")
+    out: list[tuple[str, list[tuple[bytes, memoryview]] | RingFSError]] = []
+    for txn_id, frames in sections:
+        try:
+            out.append((txn_id, decode_verified(frames, max_chunk_size)))
+        except (BadRequest, IntegrityFailure) as exc:
+            out.append((txn_id, exc))
+    return out
+
+
 @router.get("/healthz")
 async def handle_healthz(request: Request) -> dict:
     registration = _registration(request)
@@ -102,6 +120,39 @@ async def handle_prepare(request: Request, txn_id: Annotated[str, Query(pattern=
         chunks = decode_verified(body, max_chunk_size)
     result = await _store(request).prepare(txn_id, chunks)
     return {"stored": result.stored, "already_committed": result.already_committed}
+
+
+@router.post("/chunks/prepare-many")
+async def handle_prepare_many(request: Request) -> dict:
+    """Phase 1 for several txns at once (the user app's prepare batcher): a body of txn sections
+    (``shared.protocol.encode_txn_sections``). Every good section is stored in one write transaction;
+    a section with a bad frame (400) or a digest mismatch (422) stores nothing and fails alone.
+
+    ``results`` is per txn id (sections of one txn are summed; any failed section makes the txn's
+    entry that error); ``sections`` is per section, in body order."""
+    body = await read_body(request, MAX_PREPARE_BODY)
+    max_chunk_size = request.app.state.settings.max_chunk_size
+    if len(body) > HASH_IN_THREAD_BYTES:
+        sections = await asyncio.to_thread(decode_sections_verified, body, max_chunk_size)
+    else:
+        sections = decode_sections_verified(body, max_chunk_size)
+    good = [(txn_id, chunks) for txn_id, chunks in sections if not isinstance(chunks, RingFSError)]
+    stored = iter(await _store(request).prepare_many(good))
+    per_section: list[dict] = []
+    results: dict[str, dict] = {}
+    for txn_id, chunks in sections:
+        if isinstance(chunks, RingFSError):
+            entry = {"error": chunks.message, "status": chunks.status}
+            results[txn_id] = results[txn_id] if "error" in results.get(txn_id, {}) else entry
+        else:
+            res = next(stored)
+            entry = {"stored": res.stored, "already_committed": res.already_committed}
+            prev = results.setdefault(txn_id, {"stored": 0, "already_committed": 0})
+            if "error" not in prev:
+                prev["stored"] += res.stored
+                prev["already_committed"] += res.already_committed
+        per_section.append(entry)
+    return {"results": results, "sections": per_section}
 
 
 @router.post("/chunks/commit")

@@ -7,6 +7,7 @@ import uvicorn
 from leader.app import create_app
 from leader.migrations import run_migrations
 from shared.config import LeaderSettings
+from shared.http import SERVER_KEEP_ALIVE
 from shared.logs import setup_logging
 
 
@@ -15,7 +16,8 @@ def main() -> None:
     setup_logging("leader", settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_migrations(settings.database_url)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, timeout_keep_alive=SERVER_KEEP_ALIVE)
 
 
 if __name__ == "__main__":

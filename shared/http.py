@@ -15,3 +15,10 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+# Seconds an idle keep-alive connection stays open on our servers (uvicorn's default is 5). Longer than
+# any RingFS client keeps an idle pooled connection (aiohttp 30 s in the user app, httpx 5 s elsewhere),
+# so a client never sends a request on a connection the server is closing at that very moment, which
+# surfaces as a spurious ServerDisconnectedError on a healthy peer.
+SERVER_KEEP_ALIVE = 75

@@ -6,6 +6,8 @@ Chunk data never travels as JSON or base64. Batches are plain concatenations of 
   data (length bytes)``. In a read response a length of ``MISSING`` (0xFFFFFFFF) means "not held here"
   and no data follows.
 * **digest list** (read / exists / commit requests, manifests): packed 32-byte SHA-256 digests.
+* **txn sections** (``/chunks/prepare-many`` request): ``txn id length (u8) | txn id (ASCII) | frames
+  length (u32, big-endian) | chunk frames``, repeated: phase-1 batches of several transactions in one body.
 * **exists response**: one byte per requested digest, a :class:`ChunkPresence` value.
 * **manifest response** (leader → user app): ``json length (u32) | JSON metadata | packed digests``, so a
   path resolves to its version and ordered chunk list in one call (reference design: "Leader provides
@@ -106,6 +108,49 @@ def iter_frames(blob: bytes | memoryview, max_chunk_size: int | None = None) -> 
         if end - pos < length:
             raise BadRequest(f"truncated chunk frame: {length} bytes announced, {end - pos} left")
         yield digest, mv[pos : pos + length]
+        pos += length
+
+
+_U8 = struct.Struct(">B")
+_TXN_ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_TXN_ID_LENGTH = 64
+
+
+def encode_txn_sections(sections: Iterable[tuple[str, bytes | memoryview]]) -> bytes:
+    """Multi-transaction prepare body (``POST /chunks/prepare-many``): for each ``(txn_id, frames)``,
+    ``txn id length (u8) | txn id (ASCII) | frames length (u32, big-endian) | chunk frames``.
+
+    Raises :class:`ValueError` on a txn id that is not 1-64 characters of ``[A-Za-z0-9_-]``."""
+    parts: list[bytes | memoryview] = []
+    for txn_id, frames in sections:
+        raw = txn_id.encode("ascii")
+        if not 1 <= len(raw) <= MAX_TXN_ID_LENGTH or not _TXN_ID_CHARS.issuperset(raw):
+            raise ValueError(f"bad txn id {txn_id!r}")
+        parts.append(_U8.pack(len(raw)) + raw + _U32.pack(len(frames)))
+        parts.append(frames)
+    return b"".join(parts)
+
+
+def iter_txn_sections(body: bytes | memoryview) -> Iterator[tuple[str, memoryview]]:
+    """Decode a multi-transaction prepare body into ``(txn_id, chunk frames)``; the frames are a view
+    into ``body`` (decode them with :func:`iter_frames`). Raises :class:`BadRequest` on a truncated
+    section or a txn id that is not 1-64 characters of ``[A-Za-z0-9_-]``."""
+    mv = memoryview(body)
+    pos, end = 0, len(mv)
+    while pos < end:
+        n = mv[pos]
+        if not 1 <= n <= MAX_TXN_ID_LENGTH:
+            raise BadRequest(f"bad txn id length {n} at byte {pos}")
+        if end - pos < 1 + n + _U32.size:
+            raise BadRequest(f"truncated section header at byte {pos}")
+        raw = bytes(mv[pos + 1 : pos + 1 + n])
+        if not _TXN_ID_CHARS.issuperset(raw):
+            raise BadRequest(f"bad txn id {raw[:80]!r} at byte {pos}")
+        (length,) = _U32.unpack_from(mv, pos + 1 + n)
+        pos += 1 + n + _U32.size
+        if end - pos < length:
+            raise BadRequest(f"truncated section of txn {raw.decode()}: {length} bytes announced, {end - pos} left")
+        yield raw.decode("ascii"), mv[pos : pos + length]
         pos += length
 
 

@@ -8,6 +8,7 @@ import tempfile
 import uvicorn
 
 from shared.config import UserAppSettings
+from shared.http import SERVER_KEEP_ALIVE
 from shared.logs import setup_logging
 
 
@@ -18,7 +19,8 @@ def main() -> None:
         # each worker is its own process: let /metrics aggregate them (shared/metrics.py)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ringfs-metrics-")
     uvicorn.run("user_app.app:create_app", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level="warning", access_log=False)
+                workers=settings.workers, log_level="warning", access_log=False,
+                timeout_keep_alive=SERVER_KEEP_ALIVE)
 
 
 if __name__ == "__main__":

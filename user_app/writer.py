@@ -32,6 +32,7 @@ from shared.protocol import DIGEST_SIZE
 from shared.ring import ServerInfo, ServerState, chunk_position
 from user_app.chunker import Piece, pieces
 from user_app.group_commit import GroupCommitter
+from user_app.prepare_batcher import PrepareBatcher
 from user_app.metrics import BYTES_IN, WRITES
 from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
@@ -75,6 +76,7 @@ class WriteCoordinator:
         self.pieces_in_flight = pieces_in_flight
         self.crash_after_phase = crash_after_phase
         self.committer = GroupCommitter(peers)
+        self.preparer = PrepareBatcher(peers)
 
     def _crash_point(self, phase: int) -> None:
         """Test-only fault injection (``CRASH_AFTER_PHASE``): die like ``kill -9`` after ``phase``."""
@@ -184,8 +186,8 @@ class WriteCoordinator:
                 return
             sids = list(batches)
             results = await asyncio.gather(
-                *(self.peers.rpc_prepare_chunks(ring.servers[sid].url, txn.txn_id,
-                                                [piece.chunks[i] for i in batches[sid]]) for sid in sids),
+                *(self.preparer.prepare(ring.servers[sid].url, txn.txn_id,
+                                        [piece.chunks[i] for i in batches[sid]]) for sid in sids),
                 return_exceptions=True)
             for sid, result in zip(sids, results):
                 if isinstance(result, Unavailable):
