@@ -23,7 +23,7 @@ from sqlalchemy.orm import defer
 from leader.manifest_cache import CachedVersion
 from leader.models import FileVersion as FV
 from leader.store import WRITE_RETRIES, Store
-from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unavailable
+from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed, RingFSError, Unavailable
 from shared.protocol import DIGEST_SIZE, encode_manifest
 
 PENDING, COMMITTED, DELETED = "pending", "committed", "deleted"
@@ -312,3 +312,120 @@ async def sweep_pending(store: Store, ttl: float) -> int:
         result = await session.execute(
             delete(FV).where(FV.state == PENDING, FV.created_at < cutoff).execution_options(synchronize_session=False))
     return result.rowcount or 0
+
+
+# ---------------------------------------------------------------- batches (POST /txns/batch, /txns/batch-commit)
+# Concurrent uploads through one user app coalesce their phase-2 and phase-4 calls
+# (user_app/leader_batcher.py); these run a batch in as few transactions as possible with the per-txn
+# semantics of prepare() and commit() above.
+
+# Most txns in one batch request (the user app's batcher sends at most this many).
+MAX_BATCH = 512
+
+_MAX_VERSIONS = (select(_C.path, func.max(_C.version)).where(_C.path.in_(bindparam("paths", expanding=True)))
+                 .group_by(_C.path))
+_LIVE_PATHS = (select(_C.path).where(_C.path.in_(bindparam("paths", expanding=True)), _C.state == COMMITTED)
+               .distinct())
+_INSERT_MANY = insert(_T)
+# The fast path of many commits in one UPDATE. The rows are locked in id order first (the subquery's
+# FOR UPDATE; SQLite ignores it and serializes writers anyway), the order the careful path locks a
+# path's rows in, so two batches or a batch and a create-only commit cannot deadlock on PostgreSQL.
+_COMMIT_PLAIN_MANY = (
+    update(_T)
+    .where(_C.id.in_(select(_C.id).where(_C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING,
+                                         _C.create_only == false())
+                     .order_by(_C.id).with_for_update().scalar_subquery()),
+           _C.state == PENDING, _C.create_only == false())
+    .values(state=COMMITTED, committed_at=bindparam("now", type_=_C.committed_at.type))
+    .returning(*_INFO_COLUMNS, _C.txn_id)
+)
+
+
+def error_result(exc: RingFSError) -> dict:
+    """A failed txn in a batch answer: the message and status its single request would have answered."""
+    return {"error": exc.message, "status": exc.status}
+
+
+async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[dict]:
+    """:func:`prepare` for each of ``nvs`` (validated, distinct txn ids); returns, in order, its result
+    or :func:`error_result`. All go in one transaction (live-version check, max versions, one multi-row
+    INSERT); sections of one path get consecutive versions in batch order. If that transaction loses a
+    unique-constraint race (a concurrent writer took a version number, or a txn id was used before), it
+    rolls back and every section goes through :func:`prepare` alone, in order (which retries)."""
+    if not nvs:
+        return []
+    results: list[dict | None] = [None] * len(nvs)
+    try:
+        async with store.write_conn() as conn:
+            create_only_paths = sorted({nv.path for nv in nvs if nv.create_only})
+            live: set[str] = set()
+            if create_only_paths:
+                live = set((await conn.execute(_LIVE_PATHS, {"paths": create_only_paths})).scalars())
+            todo = [i for i, nv in enumerate(nvs) if not (nv.create_only and nv.path in live)]
+            for i, nv in enumerate(nvs):
+                if nv.create_only and nv.path in live:
+                    results[i] = error_result(PreconditionFailed(f"{nv.path!r} already exists (create-only write)"))
+            if todo:
+                paths = sorted({nvs[i].path for i in todo})
+                latest = dict((await conn.execute(_MAX_VERSIONS, {"paths": paths})).all())
+                now = time.time()
+                rows = []
+                for i in todo:
+                    nv = nvs[i]
+                    version = (latest.get(nv.path) or 0) + 1
+                    latest[nv.path] = version
+                    rows.append({
+                        "path": nv.path, "version": version, "size": nv.size, "sha256": nv.sha256,
+                        "chunk_size": nv.chunk_size, "replication": nv.replication,
+                        "chunk_count": len(nv.digests) // DIGEST_SIZE, "chunk_digests": nv.digests,
+                        "state": PENDING, "txn_id": nv.txn_id, "create_only": nv.create_only, "created_at": now,
+                    })
+                    results[i] = {"txn_id": nv.txn_id, "path": nv.path, "version": version, "state": PENDING}
+                await conn.execute(_INSERT_MANY, rows)
+    except IntegrityError:
+        # Rolled back: nothing of the batch was recorded. One by one, in order, with prepare()'s retries
+        # and its answers (409 for a reused txn id, 412, 503).
+        results = []
+        for nv in nvs:
+            try:
+                results.append(await prepare(store, nv))
+            except RingFSError as exc:
+                results.append(error_result(exc))
+    return results  # type: ignore[return-value]
+
+
+async def commit_many(store: Store, txn_ids: list[str]) -> dict[str, dict]:
+    """:func:`commit` for each of ``txn_ids`` (distinct); returns ``{txn_id: VersionInfo dict or
+    error_result}``. Every pending plain write commits in one UPDATE ... RETURNING (its paths marked busy
+    in the manifest cache before the transaction commits, invalidated after it ended, as commit() does);
+    the rest (create-only, already committed, unknown, swept) take the careful path one by one."""
+    results: dict[str, dict] = {}
+    valid: list[str] = []
+    for txn_id in txn_ids:
+        try:
+            valid.append(validate_txn_id(txn_id))
+        except BadRequest as exc:
+            results[txn_id] = error_result(exc)
+    cache = store.cache
+    done: dict[str, dict] = {}
+    if valid:
+        busy: list[str] = []
+        try:
+            async with store.write_conn() as conn:
+                rows = (await conn.execute(_COMMIT_PLAIN_MANY, {"ts": valid, "now": time.time()})).all()
+                for row in rows:
+                    cache.begin_write(row[0])
+                    busy.append(row[0])
+                    done[row[11]] = _info_of(row)
+        finally:
+            for path in busy:
+                cache.end_write(path)
+    for txn_id in valid:
+        info = done.get(txn_id)
+        if info is None:
+            try:
+                info = await _commit_careful(store, txn_id)
+            except RingFSError as exc:
+                info = error_result(exc)
+        results[txn_id] = info
+    return {txn_id: results[txn_id] for txn_id in txn_ids}

@@ -32,6 +32,7 @@ from shared.protocol import DIGEST_SIZE
 from shared.ring import ServerInfo, ServerState, chunk_position
 from user_app.chunker import Piece, pieces
 from user_app.group_commit import GroupCommitter
+from user_app.leader_batcher import LeaderBatcher
 from user_app.prepare_batcher import PrepareBatcher
 from user_app.metrics import BYTES_IN, WRITES
 from user_app.peers import PeerClient
@@ -77,6 +78,7 @@ class WriteCoordinator:
         self.crash_after_phase = crash_after_phase
         self.committer = GroupCommitter(peers)
         self.preparer = PrepareBatcher(peers)
+        self.leader = LeaderBatcher(peers)
 
     def _crash_point(self, phase: int) -> None:
         """Test-only fault injection (``CRASH_AFTER_PHASE``): die like ``kill -9`` after ``phase``."""
@@ -138,7 +140,7 @@ class WriteCoordinator:
             await asyncio.shield(self._abort(txn, leader=version_task is not None))
             raise
         try:
-            info = await self.peers.rpc_commit_version(txn.txn_id)
+            info = await self.leader.commit_version(txn.txn_id)
         except BaseException:
             WRITES.labels("failed").inc()
             raise
@@ -151,7 +153,7 @@ class WriteCoordinator:
 
     async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
                                create_only: bool, digests: bytes | memoryview) -> dict:
-        return await self.peers.rpc_prepare_version(
+        return await self.leader.prepare_version(
             txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
             replication=txn.replication, create_only=create_only, digests=digests)
 
