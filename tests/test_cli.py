@@ -13,9 +13,10 @@ import pytest
 from shared.local_cluster import free_port, wait_until
 
 
-def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None, columns: int = 80) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "user_app.cli", *args, *(["--url", url] if url else [])]
-    return subprocess.run(cmd, capture_output=True, input=stdin, timeout=120)
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run(cmd, capture_output=True, input=stdin, timeout=120, env=env)
 
 
 @pytest.fixture
@@ -60,7 +61,8 @@ def test_up_put_get_ls_stat_mv_rm_and_ctrl_c(ringfs_up, tmp_path):
     assert ringfs("rm", "docs/final.txt", url=url).returncode == 0
     assert b"docs/final.txt" in ringfs("trash", url=url).stdout
     assert ringfs("undelete", "docs/final.txt", url=url).returncode == 0
-    assert b"healthy" in ringfs("status", url=url).stdout
+    status = ringfs("status", url=url, columns=200).stdout
+    assert b"healthy" in status and b"33% (64 vnodes)" in status and b"chunks" in status
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
     assert proc.wait(30) == 0
     assert b"stopping RingFS" in proc.stdout.read()

@@ -152,6 +152,7 @@ def test_cluster_lists_servers_epoch_and_policy(http, cluster):
     assert c["replication_factor"] == 3 and c["chunk_size"] == 1024 and c["epoch"] >= 3
     assert {s["url"] for s in c["servers"]} == {s.url for s in cluster.servers}
     assert all(s["state"] == "healthy" for s in c["servers"])
+    assert all(s["chunks"] >= 0 and s["disk_bytes"] > 0 and s["virtual_nodes"] == 64 for s in c["servers"])
 
 
 def test_every_service_answers_healthz(cluster):

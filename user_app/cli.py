@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from rich import filesize
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
@@ -282,12 +283,18 @@ def status(url: str = UrlOption) -> None:
         out.print(f"ring epoch {c['epoch']}, replication factor {c['replication_factor']}, "
                   f"chunk size {c['chunk_size']} bytes", highlight=False)
         table = Table()
-        for col in ("server", "url", "state", "virtual nodes", "missed checks"):
-            table.add_column(col)
+        for col in ("server", "url", "state", "ring share", "chunks", "data", "disk", "missed checks"):
+            table.add_column(col, justify="right" if col in ("chunks", "data", "disk") else "left")
         total = sum(s["virtual_nodes"] for s in c["servers"]) or 1
+
+        def size(n) -> str:
+            return "?" if n is None else filesize.decimal(n)
+
         for s in c["servers"]:
             table.add_row(s["server_id"], s["url"], s["state"],
-                          f"{s['virtual_nodes']} ({100 * s['virtual_nodes'] / total:.0f}%)", str(s.get("missed_checks", 0)))
+                          f"{100 * s['virtual_nodes'] / total:.0f}% ({s['virtual_nodes']} vnodes)",
+                          "?" if s.get("chunks") is None else str(s["chunks"]), size(s.get("bytes")),
+                          size(s.get("disk_bytes")), str(s.get("missed_checks", 0)))
         out.print(table)
 
     _run(run)

@@ -143,6 +143,12 @@ class PeerClient:
         """One ``ChunkPresence`` byte per digest."""
         return await self._chunk(url, "/chunks/exists", data=pack_digests(digests), headers=_OCTETS)
 
+    async def rpc_chunk_server_stats(self, url: str, timeout: float = 2.0) -> dict:
+        """A chunk server's ``GET /stats``: chunks, bytes, disk_bytes, pending and job counters."""
+        body, _ = await self._call("GET", url + "/stats", f"chunk server {url}",
+                                   timeout=aiohttp.ClientTimeout(total=timeout))
+        return orjson.loads(body)
+
     async def rpc_verify_chunks(self, url: str, digests: list[bytes]) -> dict:
         """Ask a server to re-hash ``digests`` now, quarantining and repairing bad copies (read repair)."""
         return orjson.loads(await self._chunk(url, "/chunks/verify", data=pack_digests(digests), headers=_OCTETS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -168,18 +169,26 @@ async def locations(path: str, request: Request) -> dict:
 
 @router.get("/cluster")
 async def cluster(request: Request) -> dict:
-    """Every chunk server with its advertise URL and state, the ring epoch and the policy."""
-    ring = await _services(request).peers.rpc_get_ring()
+    """Every chunk server with its advertise URL, state, virtual nodes, and (asked live, 2 s timeout;
+    null when it does not answer) committed chunks, bytes and disk bytes; the ring epoch; the policy."""
+    peers = _services(request).peers
+    ring = await peers.rpc_get_ring()
     shares: dict[str, int] = {}
     for _, sid in ring["vnodes"]:
         shares[sid] = shares.get(sid, 0) + 1
+    live = [s for s in ring["servers"] if s["state"] != "removed"]
+    stats = await asyncio.gather(*(peers.rpc_chunk_server_stats(s["url"]) for s in live), return_exceptions=True)
+    usage = {s["server_id"]: {k: st.get(k) for k in ("chunks", "bytes", "disk_bytes")}
+             for s, st in zip(live, stats) if isinstance(st, dict)}
     return {
         "epoch": ring["epoch"],
         "replication_factor": ring["replication_factor"],
         "chunk_size": ring["chunk_size"],
         "min_chunk_size": ring["min_chunk_size"],
         "max_chunk_size": ring["max_chunk_size"],
-        "servers": [{**s, "virtual_nodes": shares.get(s["server_id"], 0)} for s in ring["servers"]],
+        "servers": [{**s, "virtual_nodes": shares.get(s["server_id"], 0),
+                     **usage.get(s["server_id"], {"chunks": None, "bytes": None, "disk_bytes": None})}
+                    for s in ring["servers"]],
     }
 
 
