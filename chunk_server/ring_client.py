@@ -11,17 +11,14 @@ import asyncio
 import logging
 from chunk_server.peers import PeerClient
 from shared.errors import RingFSError
-from shared.ring import Ring, ServerInfo, ServerState
+from shared.ring import Ring
 
 log = logging.getLogger("ringfs.chunk_server.ring")
 
 
 def ring_from_view(view: dict) -> tuple[Ring, int]:
     """``(Ring, replication factor)`` from the leader's ``GET /ring`` JSON (``shared.protocol.RingView``)."""
-    servers = {s["server_id"]: ServerInfo(s["server_id"], s["url"], ServerState(s["state"]))
-               for s in view["servers"] if s["state"] != ServerState.REMOVED}
-    ring = Ring(epoch=view["epoch"], servers=servers, vnodes=[(int(p), sid) for p, sid in view["vnodes"]])
-    return ring, int(view["replication_factor"])
+    return Ring.from_view(view), int(view["replication_factor"])
 
 
 class RingClient:

@@ -30,7 +30,7 @@ from leader import servers_store
 from leader.store import Store
 from shared.config import LeaderSettings
 from shared.protocol import HEALTH_CHECK_HEADER, RegistrationResult, RingServer, RingView, ServerRegistration
-from shared.ring import Ring, ServerInfo, ServerState, virtual_node_positions
+from shared.ring import Ring, ServerState, virtual_node_positions
 
 log = logging.getLogger("ringfs.leader.membership")
 
@@ -70,9 +70,7 @@ class Membership:
         self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
         self.servers_json = orjson.dumps(doc["servers"])
         self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
-        members = {x.server_id: ServerInfo(x.server_id, x.url, ServerState(x.state))
-                   for x in servers if x.state != ServerState.REMOVED}
-        self.ring = Ring(epoch=epoch, servers=members, vnodes=list(vnodes))
+        self.ring = Ring.from_view(doc)
         self.epoch = epoch
 
     async def register(self, reg: ServerRegistration) -> RegistrationResult:

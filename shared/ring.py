@@ -76,6 +76,14 @@ class Ring:
         vnodes = [(p, sid) for sid in members for p in virtual_node_positions(sid, vnodes_per_server)]
         return cls(epoch=epoch, servers=members, vnodes=vnodes)
 
+    @classmethod
+    def from_view(cls, view: dict) -> "Ring":
+        """The ring in the leader's ``GET /ring`` JSON (``shared.protocol.RingView``); removed servers
+        are listed there but are not members."""
+        servers = {s["server_id"]: ServerInfo(s["server_id"], s["url"], ServerState(s["state"]))
+                   for s in view["servers"] if s["state"] != ServerState.REMOVED}
+        return cls(epoch=view["epoch"], servers=servers, vnodes=[(int(p), sid) for p, sid in view["vnodes"]])
+
     def __len__(self) -> int:
         return len(self.servers)
 

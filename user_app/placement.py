@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from shared.errors import BadRequest
-from shared.ring import Ring, ServerInfo, ServerState
+from shared.ring import Ring
 from user_app.peers import PeerClient
 
 
@@ -77,10 +77,5 @@ class RingCache:
 
 def placement_from_view(view: dict) -> Placement:
     """Build a :class:`Placement` from the leader's ``GET /ring`` JSON (``shared.protocol.RingView``)."""
-    servers = {
-        s["server_id"]: ServerInfo(s["server_id"], s["url"], ServerState(s["state"]))
-        for s in view["servers"] if s["state"] != ServerState.REMOVED
-    }
-    ring = Ring(epoch=view["epoch"], servers=servers, vnodes=[(int(p), sid) for p, sid in view["vnodes"]])
-    return Placement(ring, view["replication_factor"], view["chunk_size"], view["min_chunk_size"],
+    return Placement(Ring.from_view(view), view["replication_factor"], view["chunk_size"], view["min_chunk_size"],
                      view["max_chunk_size"])
