@@ -7,8 +7,10 @@ import os
 import httpx
 import pytest
 
-from shared.local_cluster import Service, free_port, wait_until
+
+from shared.local_cluster import wait_until
 from shared.protocol import ChunkPresence, MISSING, encode_frames, iter_frames, pack_digests, sha256
+from tests.utils.servers import lone_chunk_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,11 +22,8 @@ def chunk(n: int = 1024) -> tuple[bytes, bytes]:
 
 @pytest.fixture
 def server(tmp_path):
-    env = {"DATA_DIR": str(tmp_path / "data"), "LEADER_URL": f"http://127.0.0.1:{free_port()}",
-           "PENDING_TTL": "1", "SWEEP_INTERVAL": "0.2"}
-    svc = Service("chunk_server", "cs", free_port(), env, tmp_path / "cs.log").start()
-    yield svc
-    svc.stop()
+    with lone_chunk_server(tmp_path, PENDING_TTL="1", SWEEP_INTERVAL="0.2") as svc:
+        yield svc
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ import os
 import httpx
 import pytest
 
+
 from chunk_server.store import ChunkStore
 from shared.errors import BadRequest, IntegrityFailure
-from shared.local_cluster import Service, free_port
+from shared.local_cluster import free_port
 from shared.protocol import encode_frames, encode_txn_sections, iter_frames, iter_txn_sections, sha256
 from user_app.peers import PeerClient
 from user_app.prepare_batcher import PREPARE_REQUESTS, PrepareBatcher
+from tests.utils.servers import lone_chunk_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -96,10 +98,8 @@ def test_store_prepare_many(tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    env = {"DATA_DIR": str(tmp_path / "data"), "LEADER_URL": f"http://127.0.0.1:{free_port()}"}
-    svc = Service("chunk_server", "cs", free_port(), env, tmp_path / "cs.log").start()
-    yield svc
-    svc.stop()
+    with lone_chunk_server(tmp_path) as svc:
+        yield svc
 
 
 @pytest.fixture
