@@ -1,5 +1,5 @@
 """Micro-benchmark of the chunk store: prepare + commit of 1024 x 1 KiB chunks per txn, and bytes on disk
-per byte stored. ``python -m chunk_server.bench_store [--txns 100] [--rounds 3] [--store path/to/store.py]``
+per byte stored. ``python -m benchmarks.chunk_store [--txns 100] [--rounds 3] [--store path/to/store.py]``
 (``--store`` loads another version of ``store.py``, e.g. ``git show HEAD~1:chunk_server/store.py``, to
 compare layouts on the same machine; the best round is reported because other work adds noise)."""
 

@@ -18,7 +18,7 @@ become a file (an inode and a 4 KiB block per KiB, a directory entry, a rename),
 Why two tables per chunk: a commit flips ``state`` and sets ``touched_at``. With those columns inside the
 1 KiB data row, a commit rewrote every data page of the txn into the WAL (and the checkpoint then wrote
 it to the database again); in the ~30-byte ``chunk_state`` rows a commit of 1024 chunks dirties a few
-pages. Measured with ``python -m chunk_server.bench_store --rounds 3`` (100 txns of 1024 random 1 KiB
+pages. Measured with ``python -m benchmarks.chunk_store --rounds 3`` (100 txns of 1024 random 1 KiB
 chunks, prepare then commit each, best of 3; old layout via ``--store`` on ``git show HEAD:...``; SQLite
 3.40.1; a shared, loaded machine, so the absolute rates vary ~2x between runs, the ratios do not)::
 
