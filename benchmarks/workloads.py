@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,7 @@ def tree_get(b: Bench, rep: int, state: dict) -> dict:
 
 # ------------------------------------------------------------------ one large file, streamed
 
-def _random_blocks(total: int, seed: int, h) -> "Iterator[bytes]":
+def _random_blocks(total: int, seed: int, h) -> Iterator[bytes]:
     rng = random.Random(seed)
     sent = 0
     while sent < total:

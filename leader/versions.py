@@ -429,3 +429,63 @@ async def commit_many(store: Store, txn_ids: list[str]) -> dict[str, dict]:
                 info = error_result(exc)
         results[txn_id] = info
     return {txn_id: results[txn_id] for txn_id in txn_ids}
+
+
+# ---------------------------------------------------------------- many lookups (POST /manifests)
+
+# Paths per SQL query of lookup_many (bounds the IN list's bind parameters).
+_LOOKUP_CHUNK = 512
+_LATER = _T.alias("later")
+_LATEST_MANY = (
+    select(*_INFO_COLUMNS, _C.chunk_digests)
+    .where(_C.path.in_(bindparam("paths", expanding=True)), _C.state == COMMITTED,
+           _C.version == select(func.max(_LATER.c.version))
+           .where(_LATER.c.path == _C.path, _LATER.c.state == COMMITTED).scalar_subquery())
+)
+_EXACT_MANY = select(*_INFO_COLUMNS, _C.chunk_digests).where(
+    _C.path.in_(bindparam("paths", expanding=True)), _C.state == COMMITTED, _C.version == _typed("version"))
+
+
+async def lookup_many(store: Store, paths: list[str], version: int | None) -> list[CachedVersion | RingFSError]:
+    """:func:`lookup` of each of ``paths`` (normalized; repeats allowed) at ``version`` (latest when None):
+    per path, in order, its :class:`CachedVersion` or the :class:`NotFound` that lookup() would raise.
+    Cache hits cost no SQL; the misses are resolved together, one indexed query per 512 distinct paths,
+    and fill the cache under the same generation rule as lookup(). SQL failures raise
+    :class:`Unavailable` for the whole call."""
+    cache = store.cache
+    found: dict[str, CachedVersion] = {}
+    missed: dict[str, None] = {}  # distinct misses, in request order
+    for path in paths:
+        if path in found or path in missed:
+            continue
+        entry = cache.get(path, version)
+        if entry is not None:
+            found[path] = entry
+        else:
+            missed[path] = None
+    misses = list(missed)
+    if misses:
+        generation = cache.generation()  # before the queries, as in lookup()
+        rows = []
+        async with store.read_conn() as conn:
+            for i in range(0, len(misses), _LOOKUP_CHUNK):
+                group = misses[i : i + _LOOKUP_CHUNK]
+                if version is None:
+                    result = await conn.execute(_LATEST_MANY, {"paths": group})
+                else:
+                    result = await conn.execute(_EXACT_MANY, {"paths": group, "version": version})
+                rows.extend(result.all())
+        for row in rows:
+            info = _info_of(row)
+            entry = CachedVersion(info, encode_manifest(info, bytes(row[11])))
+            found[info["path"]] = entry
+            cache.put(info["path"], version, entry, generation)
+    out: list[CachedVersion | RingFSError] = []
+    for path in paths:
+        entry = found.get(path)
+        if entry is None:
+            what = f"version {version} of {path!r}" if version is not None else repr(path)
+            out.append(NotFound(f"no such file: {what}"))
+        else:
+            out.append(entry)
+    return out

@@ -241,3 +241,150 @@ class ListEntry(BaseModel):
 class RenameRequest(BaseModel):
     src: str
     dst: str
+
+
+# ---------------------------------------------------------------- batches of whole files
+# ``POST /manifests`` (leader), ``POST /batch/write`` and ``POST /batch/read`` (user app): many small
+# files in one request, each answered on its own (docs/protocol.md, README "User API").
+
+_U16 = struct.Struct(">H")
+_U64 = struct.Struct(">Q")
+# Most paths in one ``POST /manifests`` / ``/batch/read`` request and files in one ``/batch/write``.
+MAX_BATCH_FILES = 1024
+# First byte of an error entry in a ``POST /manifests`` answer. A manifest entry starts with its JSON
+# length (u32 big-endian), whose first byte is never 0xFF (that would be a JSON head of at least 4 GiB).
+MANIFEST_ERROR_MARKER = 0xFF
+_MAX_U16 = 0xFFFF
+
+
+def encode_manifest_error(message: str, status: int) -> bytes:
+    """The payload of a failed path in a ``POST /manifests`` answer: ``0xFF | JSON {"error","status"}``."""
+    return bytes((MANIFEST_ERROR_MARKER,)) + orjson.dumps({"error": message, "status": status})
+
+
+def encode_manifests(payloads: Iterable[bytes]) -> bytes:
+    """A ``POST /manifests`` answer: per requested path, in order, ``length (u32 BE) | payload``, the
+    payload being :func:`encode_manifest` of the found version or :func:`encode_manifest_error`."""
+    parts: list[bytes] = []
+    for payload in payloads:
+        parts.append(_U32.pack(len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def decode_manifests(blob: bytes | memoryview) -> list[tuple[dict, bytes] | dict]:
+    """Inverse of :func:`encode_manifests`: per entry ``(metadata, packed digests)``, or for a failed path
+    a dict ``{"error","status"}``. Raises :class:`BadRequest` on a truncated or malformed entry."""
+    mv = memoryview(blob)
+    pos, end = 0, len(mv)
+    out: list[tuple[dict, bytes] | dict] = []
+    while pos < end:
+        if end - pos < _U32.size:
+            raise BadRequest(f"truncated manifest entry header at byte {pos}")
+        (n,) = _U32.unpack_from(mv, pos)
+        pos += _U32.size
+        if end - pos < n:
+            raise BadRequest(f"truncated manifest entry: {n} bytes announced, {end - pos} left")
+        payload = bytes(mv[pos : pos + n])
+        pos += n
+        try:
+            if payload[:1] == bytes((MANIFEST_ERROR_MARKER,)):
+                err = orjson.loads(payload[1:])
+                if not isinstance(err, dict) or not isinstance(err.get("status"), int):
+                    raise ValueError("error entry without a status")
+                out.append(err)
+                continue
+            if len(payload) < _U32.size:
+                raise ValueError("manifest entry shorter than its header")
+            (m,) = _U32.unpack_from(payload, 0)
+            if len(payload) - _U32.size < m or (len(payload) - _U32.size - m) % DIGEST_SIZE:
+                raise ValueError("manifest entry with a bad JSON or digest length")
+            out.append(decode_manifest(payload))
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            raise BadRequest(f"malformed manifest entry #{len(out)}: {exc}") from None
+    return out
+
+
+def encode_batch_files(files: Iterable[tuple[str, bytes | memoryview]]) -> bytes:
+    """A ``POST /batch/write`` body: per file ``path length (u16 BE) | UTF-8 path | size (u64 BE) |
+    bytes``. Raises :class:`ValueError` on a path longer than 65535 bytes in UTF-8."""
+    parts: list[bytes | memoryview] = []
+    for path, data in files:
+        raw = path.encode("utf-8")
+        if len(raw) > _MAX_U16:
+            raise ValueError(f"path of {len(raw)} bytes does not fit a batch section")
+        parts.append(_U16.pack(len(raw)) + raw + _U64.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def iter_batch_files(body: bytes | memoryview) -> Iterator[tuple[bytes, memoryview]]:
+    """Decode a ``POST /batch/write`` body into ``(raw UTF-8 path, data view)`` pairs; the path stays
+    bytes so that the caller can answer a bad one per file. Raises :class:`BadRequest` on a truncated
+    section."""
+    mv = memoryview(body)
+    pos, end = 0, len(mv)
+    while pos < end:
+        if end - pos < _U16.size:
+            raise BadRequest(f"truncated file section header at byte {pos}")
+        (n,) = _U16.unpack_from(mv, pos)
+        if end - pos < _U16.size + n + _U64.size:
+            raise BadRequest(f"truncated file section header at byte {pos}")
+        raw = bytes(mv[pos + _U16.size : pos + _U16.size + n])
+        (size,) = _U64.unpack_from(mv, pos + _U16.size + n)
+        pos += _U16.size + n + _U64.size
+        if end - pos < size:
+            raise BadRequest(f"truncated file section: {size} bytes announced, {end - pos} left")
+        yield raw, mv[pos : pos + size]
+        pos += size
+
+
+def _path_field(path: str) -> bytes:
+    """``path`` as UTF-8 for a u16-length field: cut (at a character boundary) to 65535 bytes, and
+    unencodable characters replaced, so an echo of a bad request path always fits."""
+    raw = path.encode("utf-8", "replace")
+    if len(raw) > _MAX_U16:
+        raw = raw[:_MAX_U16].decode("utf-8", "ignore").encode("utf-8")
+    return raw
+
+
+def encode_batch_entry_header(path: str, status: int, length: int) -> bytes:
+    """The head of one file of a ``POST /batch/read`` answer: ``path length (u16 BE) | UTF-8 path |
+    status (u16 BE) | length (u64 BE)``; ``length`` bytes follow (the content for status 200, else a
+    JSON ``{"error"}`` document)."""
+    raw = _path_field(path)
+    return _U16.pack(len(raw)) + raw + _U16.pack(status) + _U64.pack(length)
+
+
+def encode_batch_entries(entries: Iterable[tuple[str, int, bytes | memoryview]]) -> bytes:
+    """A whole ``POST /batch/read`` answer from ``(path, status, bytes)`` entries."""
+    parts: list[bytes | memoryview] = []
+    for path, status, data in entries:
+        parts.append(encode_batch_entry_header(path, status, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def iter_batch_entries(blob: bytes | memoryview) -> Iterator[tuple[str, int, memoryview]]:
+    """Decode a ``POST /batch/read`` answer into ``(path, status, bytes view)``. Raises
+    :class:`BadRequest` on a truncated entry or a path that is not UTF-8."""
+    mv = memoryview(blob)
+    pos, end = 0, len(mv)
+    while pos < end:
+        if end - pos < _U16.size:
+            raise BadRequest(f"truncated batch entry header at byte {pos}")
+        (n,) = _U16.unpack_from(mv, pos)
+        head = _U16.size + n + _U16.size + _U64.size
+        if end - pos < head:
+            raise BadRequest(f"truncated batch entry header at byte {pos}")
+        try:
+            path = bytes(mv[pos + _U16.size : pos + _U16.size + n]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"batch entry path at byte {pos} is not UTF-8") from None
+        (status,) = _U16.unpack_from(mv, pos + _U16.size + n)
+        (length,) = _U64.unpack_from(mv, pos + _U16.size + n + _U16.size)
+        pos += head
+        if end - pos < length:
+            raise BadRequest(f"truncated batch entry {path!r}: {length} bytes announced, {end - pos} left")
+        yield path, status, mv[pos : pos + length]
+        pos += length

@@ -276,13 +276,13 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
     async def run() -> tuple[list[dict], int, dict]:
         peers = PeerClient(base_url, timeout=30)
         sent: list[str] = []
-        real_leader = peers._leader
+        real_leader = peers.leader_request
 
         async def counting_leader(method, path, **kw):
             sent.append(path)
             return await real_leader(method, path, **kw)
 
-        peers._leader = counting_leader  # counts every HTTP request to the leader
+        peers.leader_request = counting_leader  # counts every HTTP request to the leader
         batcher = LeaderBatcher(peers)
         try:
             async def upload(i: int) -> dict:

@@ -226,31 +226,3 @@ def test_batcher_unreachable_server():
 
     assert all(isinstance(r, Unavailable) for r in asyncio.run(go()))
 
-
-def test_batcher_falls_back_on_old_server():
-    """A server without /chunks/prepare-many (405 via GET /chunks/{id}) gets plain prepares."""
-    import orjson
-
-    from shared.errors import UpstreamError
-
-    class OldServer:
-        def __init__(self):
-            self.paths = []
-
-        async def _call(self, method, url, peer, **kw):
-            self.paths.append(url.rsplit("/", 1)[1])
-            await asyncio.sleep(0.01)
-            if url.endswith("/prepare-many"):
-                raise UpstreamError(f"{peer} answered 405: Method Not Allowed")
-            return orjson.dumps({"stored": 1, "already_committed": 0}), {}
-
-    async def go():
-        peers = OldServer()
-        batcher = PrepareBatcher(peers)
-        results = await asyncio.gather(*(batcher.prepare("http://old", f"o{i}", [chunk()]) for i in range(6)))
-        more = await asyncio.gather(*(batcher.prepare("http://old", f"p{i}", [chunk()]) for i in range(3)))
-        return peers.paths, results + more
-
-    paths, results = asyncio.run(go())
-    assert all(r == {"stored": 1, "already_committed": 0} for r in results)
-    assert paths.count("prepare-many") == 1 and paths.count("prepare") == 9

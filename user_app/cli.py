@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import typer
 from rich import filesize
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -52,23 +53,65 @@ def _run(fn: Callable[[], None]) -> None:
         _fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
 
 
-def _copy_many(jobs: list[tuple[str, str]], transfer: Callable[[Client, str, str], int], url: str, workers: int,
-               label: str) -> None:
+# -r batches small files: files up to BATCH_FILE_LIMIT bytes go BATCH_MAX_FILES / BATCH_MAX_BYTES at a time
+# through POST /batch/write and /batch/read (one request per batch instead of one per file); larger
+# files stream one request each.
+BATCH_FILE_LIMIT = 1024 * 1024
+BATCH_MAX_FILES = 256
+BATCH_MAX_BYTES = 8 * 1024 * 1024
+
+# A unit of a -r copy: run with the shared client, returns (files done, bytes done, per-file error lines).
+Unit = Callable[[Client], tuple[int, int, list[str]]]
+
+
+def _batches(items: list[tuple[str, str, int]]) -> list[list[tuple[str, str, int]]]:
+    """Group ``(src, dst, size)`` items (in order) into batches of at most ``BATCH_MAX_FILES`` files and
+    ``BATCH_MAX_BYTES`` bytes."""
+    out: list[list[tuple[str, str, int]]] = []
+    cur: list[tuple[str, str, int]] = []
+    cur_bytes = 0
+    for item in items:
+        if cur and (len(cur) >= BATCH_MAX_FILES or cur_bytes + item[2] > BATCH_MAX_BYTES):
+            out.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(item)
+        cur_bytes += item[2]
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _file_error(path: str, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    return f"{path}: {exc}"
+
+
+def _copy_many(units: list[Unit], total_files: int, url: str, workers: int, label: str) -> None:
+    """Run ``units`` on ``workers`` threads sharing one client; print one line per failed file as it
+    happens and exit 1 at the end if any failed (the rest still copies). The progress bar and the summary
+    show on a terminal only."""
     show = err.is_terminal
-    total_files = len(jobs)
     started = time.monotonic()
-    done_bytes = 0
+    done_bytes = done_files = 0
+    failed = 0
     with Client(url) as client, _progress(total_files, show) as progress:
         task = progress.add_task(label, total=None)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(transfer, client, a, b): a for a, b in jobs}
-            for fut in as_completed(futures):
-                n = fut.result()
+            for fut in as_completed([pool.submit(unit, client) for unit in units]):
+                files, n, errors = fut.result()
+                done_files += files
                 done_bytes += n
+                for line in errors:
+                    progress.console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+                failed += len(errors)
                 progress.update(task, advance=n)
     secs = max(time.monotonic() - started, 1e-9)
     if show:
-        err.print(f"{label}: {total_files} files, {done_bytes} bytes in {secs:.2f}s ({total_files / secs:.0f} files/s)")
+        err.print(f"{label}: {done_files} files, {done_bytes} bytes in {secs:.2f}s ({done_files / secs:.0f} files/s)"
+                  + (f", {failed} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -81,21 +124,64 @@ def put(local: Path = typer.Argument(..., help="Local file, or folder with -r.")
         url: str = UrlOption) -> None:
     """Upload a file (or a tree with -r)."""
 
-    def one(client: Client, src: str, dst: str) -> int:
-        return client.put_file(src, dst, create_only=create_only, chunk_size=chunk_size)["size"]
+    def one(src: str, dst: str) -> Unit:
+        def unit(client: Client) -> tuple[int, int, list[str]]:
+            try:
+                return 1, client.put_file(src, dst, create_only=create_only, chunk_size=chunk_size)["size"], []
+            except (ClientError, OSError) as exc:
+                return 0, 0, [_file_error(src, exc)]
+        return unit
+
+    def batch(items: list[tuple[str, str, int]]) -> Unit:
+        def unit(client: Client) -> tuple[int, int, list[str]]:
+            errors: list[str] = []
+            srcs: list[str] = []
+            files: list[tuple[str, bytes]] = []
+            for src, dst, _ in items:
+                try:
+                    files.append((dst, Path(src).read_bytes()))
+                    srcs.append(src)
+                except OSError as exc:
+                    errors.append(_file_error(src, exc))
+            if not files:
+                return 0, 0, errors
+            try:
+                results = client.put_many(files, create_only=create_only, chunk_size=chunk_size)
+            except ClientError as exc:
+                return 0, 0, errors + [_file_error(src, exc) for src in srcs]
+            n = done = 0
+            for src, r in zip(srcs, results):
+                if "error" in r:
+                    errors.append(f"{src}: {r['error']} (HTTP {r['status']})")
+                else:
+                    n += r["size"]
+                    done += 1
+            return done, n, errors
+        return unit
 
     def run() -> None:
         if recursive:
             if not local.is_dir():
                 _fail(f"{local} is not a folder")
             base = remote.strip("/")
-            pairs = []
+            small: list[tuple[str, str, int]] = []
+            units: list[Unit] = []
             for root, _, files in os.walk(local):
                 for name in sorted(files):
                     p = Path(root) / name
                     rel = p.relative_to(local).as_posix()
-                    pairs.append((str(p), f"{base}/{rel}" if base else rel))
-            _copy_many(pairs, one, url, jobs, "put")
+                    dst = f"{base}/{rel}" if base else rel
+                    try:
+                        size = p.stat().st_size
+                    except OSError:
+                        size = BATCH_FILE_LIMIT + 1  # let the single PUT report it
+                    if size <= BATCH_FILE_LIMIT:
+                        small.append((str(p), dst, size))
+                    else:
+                        units.append(one(str(p), dst))
+            total = len(small) + len(units)
+            units += [batch(b) for b in _batches(small)]
+            _copy_many(units, total, url, jobs, "put")
             return
         if local.is_dir():
             _fail(f"{local} is a folder: use -r")
@@ -111,6 +197,18 @@ def put(local: Path = typer.Argument(..., help="Local file, or folder with -r.")
     _run(run)
 
 
+def _write_atomic(local: Path, data: bytes) -> None:
+    """Write ``data`` to ``local`` through a temp file and a rename, as ``Client.get_file`` does."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.ringfs-part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, local)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @app.command()
 def get(remote: str = typer.Argument(..., help="Path in RingFS (folder with -r)."),
         local: Path = typer.Argument(..., help="Local file, or folder with -r; '-' writes to stdout."),
@@ -120,19 +218,57 @@ def get(remote: str = typer.Argument(..., help="Path in RingFS (folder with -r).
         url: str = UrlOption) -> None:
     """Download a file (or a tree with -r)."""
 
-    def one(client: Client, src: str, dst: str) -> int:
-        return client.get_file(src, dst)
+    def one(src: str, dst: str) -> Unit:
+        def unit(client: Client) -> tuple[int, int, list[str]]:
+            try:
+                return 1, client.get_file(src, dst), []
+            except (ClientError, OSError) as exc:
+                return 0, 0, [_file_error(src, exc)]
+        return unit
+
+    def batch(items: list[tuple[str, str, int]]) -> Unit:
+        def unit(client: Client) -> tuple[int, int, list[str]]:
+            try:
+                got = client.get_many([src for src, _, _ in items])
+            except ClientError as exc:
+                return 0, 0, [_file_error(src, exc) for src, _, _ in items]
+            errors: list[str] = []
+            n = done = 0
+            for (src, dst, _), (_, status, data) in zip(items, got):
+                try:
+                    if status == 413:  # grew past the batch limit since the listing: stream it
+                        n += client.get_file(src, dst)
+                    elif status != 200:
+                        try:
+                            message = json.loads(data).get("error", "")
+                        except ValueError:
+                            message = data[:200].decode(errors="replace")
+                        errors.append(f"{src}: {message} (HTTP {status})")
+                        continue
+                    else:
+                        _write_atomic(Path(dst), data)
+                        n += len(data)
+                    done += 1
+                except (ClientError, OSError) as exc:
+                    errors.append(_file_error(src, exc))
+            return done, n, errors
+        return unit
 
     def run() -> None:
         with Client(url) as client:
             if recursive:
                 base = remote.strip("/")
                 entries = client.ls(base, recursive=True)
-                pairs = []
+                small: list[tuple[str, str, int]] = []
+                units: list[Unit] = []
                 for e in entries:
                     rel = e["path"][len(base) + 1:] if base else e["path"]
-                    pairs.append((e["path"], str(local / rel)))
-                _copy_many(pairs, one, url, jobs, "get")
+                    if e.get("size", BATCH_FILE_LIMIT + 1) <= BATCH_FILE_LIMIT:
+                        small.append((e["path"], str(local / rel), e["size"]))
+                    else:
+                        units.append(one(e["path"], str(local / rel)))
+                units += [batch(b) for b in _batches(small)]
+                _copy_many(units, len(entries), url, jobs, "get")
                 return
             if str(local) == "-":
                 for block in client.iter_bytes(remote, version=version):

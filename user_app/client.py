@@ -131,6 +131,37 @@ class Client:
             tmp.unlink(missing_ok=True)
         return n
 
+    def put_many(self, files: list[tuple[str, bytes]], *, create_only: bool = False,
+                 chunk_size: int | None = None) -> list[dict]:
+        """Store many small files in one request (``POST /batch/write``: at most 1024 files, 64 MiB). Returns,
+        per file in order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``:
+        each file is its own write, one failing does not affect the others. Raises :class:`ClientError`
+        when the whole request fails."""
+        from shared.protocol import encode_batch_files  # imported here: it pulls in pydantic and FastAPI
+
+        params: dict[str, Any] = {"create_only": str(create_only).lower()}
+        if chunk_size:
+            params["chunk_size"] = chunk_size
+        body = encode_batch_files((p.lstrip("/"), d) for p, d in files)
+        return self._request("POST", "/batch/write", params=params, content=body,
+                             headers={"Content-Type": "application/octet-stream"}).json()["results"]
+
+    def get_many(self, paths: list[str]) -> list[tuple[str, int, bytes]]:
+        """Read many small files (at most 4 MiB each) in one request (``POST /batch/read``: at most 1024
+        paths). Returns, per path in order, ``(path, status, content)``; for a status other than 200 the
+        bytes are the JSON ``{"error"}`` (404, 400, 413 for a file to stream with :meth:`get_file`)."""
+        from shared.errors import BadRequest  # imported here: they pull in pydantic and FastAPI
+        from shared.protocol import iter_batch_entries
+
+        resp = self._request("POST", "/batch/read", json={"paths": [p.lstrip("/") for p in paths]})
+        try:
+            out = [(p, status, bytes(data)) for p, status, data in iter_batch_entries(resp.content)]
+        except BadRequest as exc:
+            raise ClientError(0, f"malformed batch read answer from {self.url}: {exc}") from None
+        if len(out) != len(paths):
+            raise ClientError(0, f"batch read answered {len(out)} files for {len(paths)} paths")
+        return out
+
     def stat(self, path: str, *, version: int | None = None) -> dict:
         params = {"version": version} if version else None
         return self._request("GET", f"/stat/{self._q(path)}", params=params).json()

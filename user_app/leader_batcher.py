@@ -10,8 +10,7 @@ arriving while one is in flight queue, and when it returns they go together in o
 Each call returns exactly what the single call returns and raises the same :class:`RingFSError`
 subclass with the same message: a batch answers per txn ``{"error", "status"}``, mapped back here with
 ``peers._peer_error``. A failure of a whole batch request (leader unreachable, 503) reaches every call of
-that batch. A leader without the batch endpoints (404 on the route itself) is remembered and its calls
-then go one by one.
+that batch.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from prometheus_client import Counter
 
-from shared.errors import NotFound, UpstreamError
+from shared.errors import UpstreamError
 from shared.protocol import OCTET_STREAM
 from user_app.peers import PeerClient, _peer_error
 
@@ -59,7 +58,6 @@ class LeaderBatcher:
         self.peers = peers
         self._prepares = _Lane()
         self._commits = _Lane()
-        self._batch_supported = {"prepare": True, "commit": True}
         self._tasks: set[asyncio.Task] = set()  # strong references to the drain tasks
 
     # ------------------------------------------------------------ the calls
@@ -131,8 +129,6 @@ class LeaderBatcher:
         """``result`` of one txn of a batch answer as _settle's keyword: the dict, or the error its single
         request would have raised."""
         peer = f"leader at {self.peers.leader_url}"
-        if isinstance(result, BaseException):
-            return {"exc": result}
         if not isinstance(result, dict):
             return {"exc": UpstreamError(f"{peer} answered no result for txn {key!r}")}
         if "error" in result and "status" in result:
@@ -167,38 +163,19 @@ class LeaderBatcher:
         return await self.peers.rpc_commit_version(txn_id)
 
     async def _prepare_batch(self, items: list[tuple[str, dict]]) -> dict[str, dict]:
-        if not self._batch_supported["prepare"]:
-            return await self._one_by_one(items, self._prepare_one)
         parts = []
         for _, kw in items:
             meta = orjson.dumps({k: v for k, v in kw.items() if k != "digests"})
             parts += [_U32.pack(len(meta)), meta, _U32.pack(len(kw["digests"])), kw["digests"]]
         _COUNT["prepare_batch"].inc()
-        try:
-            body = await self.peers._leader("POST", "/txns/batch", data=b"".join(parts), headers=_OCTETS)
-        except NotFound:
-            self._batch_supported["prepare"] = False
-            return await self._one_by_one(items, self._prepare_one)
+        body = await self.peers.leader_request("POST", "/txns/batch", data=b"".join(parts), headers=_OCTETS)
         return orjson.loads(body)["results"]
 
     async def _commit_batch(self, items: list[tuple[str, str]]) -> dict[str, dict]:
-        if not self._batch_supported["commit"]:
-            return await self._one_by_one(items, self._commit_one)
         _COUNT["commit_batch"].inc()
-        try:
-            body = await self.peers._leader("POST", "/txns/batch-commit",
-                                            data=orjson.dumps({"txn_ids": [key for key, _ in items]}), headers=_JSON)
-        except NotFound:
-            self._batch_supported["commit"] = False
-            return await self._one_by_one(items, self._commit_one)
+        body = await self.peers.leader_request("POST", "/txns/batch-commit",
+                                               data=orjson.dumps({"txn_ids": [key for key, _ in items]}), headers=_JSON)
         return orjson.loads(body)["results"]
-
-    @staticmethod
-    async def _one_by_one(items, one) -> dict[str, Any]:
-        """For a leader without the batch endpoints: each call alone, concurrently; a failure is kept as
-        its exception (raised to that call's caller unchanged)."""
-        results = await asyncio.gather(*(one(payload) for _, payload in items), return_exceptions=True)
-        return {key: result for (key, _), result in zip(items, results)}
 
 
 def _settle(fut: asyncio.Future, *, result: Any = None, exc: BaseException | None = None) -> None:

@@ -60,7 +60,7 @@ class PeerClient:
     async def aclose(self) -> None:
         await self.http.close()
 
-    async def _call(self, method: str, url: str, peer: str, **kw: Any) -> tuple[bytes, Any]:
+    async def request(self, method: str, url: str, peer: str, **kw: Any) -> tuple[bytes, Any]:
         """One request; returns ``(body, headers)``. Raises :class:`Unavailable` when the peer cannot be
         reached, or the peer's error as a :class:`RingFSError`."""
         headers = {**kw.pop("headers", {}), REQUEST_ID_HEADER: request_id.get()}
@@ -76,36 +76,36 @@ class PeerClient:
 
     # ------------------------------------------------------------ leader
 
-    async def _leader(self, method: str, path: str, **kw: Any) -> bytes:
-        body, headers = await self._call(method, self.leader_url + path, f"leader at {self.leader_url}", **kw)
+    async def leader_request(self, method: str, path: str, **kw: Any) -> bytes:
+        body, headers = await self.request(method, self.leader_url + path, f"leader at {self.leader_url}", **kw)
         epoch = headers.get(RING_EPOCH_HEADER)
         if epoch is not None and self.on_epoch is not None:
             self.on_epoch(int(epoch))
         return body
 
     async def rpc_get_ring(self) -> dict:
-        return orjson.loads(await self._leader("GET", "/ring"))
+        return orjson.loads(await self.leader_request("GET", "/ring"))
 
     async def rpc_prepare_version(self, *, txn_id: str, path: str, size: int, sha256: str, chunk_size: int,
                                   replication: int, create_only: bool, digests: bytes) -> dict:
         """Phase 2: register the name mapping as pending. Returns ``{"txn_id","path","version","state"}``."""
         params = {"txn_id": txn_id, "path": path, "size": size, "sha256": sha256, "chunk_size": chunk_size,
                   "replication": replication, "create_only": str(create_only).lower()}
-        return orjson.loads(await self._leader("POST", "/txns", params=params, data=digests, headers=_OCTETS))
+        return orjson.loads(await self.leader_request("POST", "/txns", params=params, data=digests, headers=_OCTETS))
 
     async def rpc_commit_version(self, txn_id: str) -> dict:
         """Phase 4: make the version visible. Returns its ``VersionInfo``."""
-        return orjson.loads(await self._leader("POST", f"/txns/{txn_id}/commit"))
+        return orjson.loads(await self.leader_request("POST", f"/txns/{txn_id}/commit"))
 
     async def rpc_abort_version(self, txn_id: str) -> None:
-        await self._leader("POST", f"/txns/{txn_id}/abort")
+        await self.leader_request("POST", f"/txns/{txn_id}/abort")
 
     async def rpc_manifest(self, path: str, version: int | None) -> tuple[dict, bytes]:
         """``(VersionInfo dict, packed digests)`` of the latest or a given committed version."""
         params: dict[str, Any] = {"path": path}
         if version is not None:
             params["version"] = version
-        return decode_manifest(await self._leader("GET", "/manifest", params=params))
+        return decode_manifest(await self.leader_request("GET", "/manifest", params=params))
 
     async def rpc_leader_json(self, method: str, path: str, *, params: dict | None = None,
                               json: Any = None) -> Any:
@@ -113,12 +113,12 @@ class PeerClient:
         kw: dict[str, Any] = {"params": params} if params else {}
         if json is not None:
             kw.update(data=orjson.dumps(json), headers=_JSON)
-        return orjson.loads(await self._leader(method, path, **kw))
+        return orjson.loads(await self.leader_request(method, path, **kw))
 
     # ------------------------------------------------------------ chunk servers
 
     async def _chunk(self, url: str, path: str, **kw: Any) -> bytes:
-        body, _ = await self._call("POST", url + path, f"chunk server {url}", **kw)
+        body, _ = await self.request("POST", url + path, f"chunk server {url}", **kw)
         return body
 
     async def rpc_prepare_chunks(self, url: str, txn_id: str, chunks: list[tuple[bytes, memoryview]]) -> dict:
@@ -145,7 +145,7 @@ class PeerClient:
 
     async def rpc_chunk_server_stats(self, url: str, timeout: float = 2.0) -> dict:
         """A chunk server's ``GET /stats``: chunks, bytes, disk_bytes, pending and job counters."""
-        body, _ = await self._call("GET", url + "/stats", f"chunk server {url}",
+        body, _ = await self.request("GET", url + "/stats", f"chunk server {url}",
                                    timeout=aiohttp.ClientTimeout(total=timeout))
         return orjson.loads(body)
 

@@ -11,8 +11,6 @@ A request carries at most ``MAX_SECTIONS_PER_REQUEST`` sections and ``MAX_BYTES_
 frames (one section larger than that still goes, alone). Errors: a transport failure reaches every caller
 of the request as :class:`Unavailable`; a section the server rejected reaches only its caller, mapped as
 ``PeerClient`` maps an error response (422 → :class:`IntegrityFailure`, 400 → :class:`BadRequest`, ...).
-A server without ``/chunks/prepare-many`` (404/405, an older version mid-upgrade) is remembered and then
-sent plain prepares only.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import Counter
 
-from shared.errors import RingFSError, UpstreamError
+from shared.errors import UpstreamError
 from shared.protocol import OCTET_STREAM, encode_frames, encode_txn_sections
 from user_app.peers import PeerClient, _peer_error
 
@@ -54,7 +52,6 @@ class _ServerQueue:
     def __init__(self) -> None:
         self.waiting: deque[_Call] = deque()
         self.running = False
-        self.batch_supported = True
 
 
 class PrepareBatcher:
@@ -94,7 +91,7 @@ class PrepareBatcher:
                     batch.append(call)
                     size += len(call.frames)
                 try:
-                    if len(batch) == 1 or not queue.batch_supported:
+                    if len(batch) == 1:
                         await asyncio.gather(*(self._send_one(url, c) for c in batch))
                     else:
                         await self._send_many(url, queue, batch)
@@ -117,7 +114,7 @@ class PrepareBatcher:
         encoding them again)."""
         PREPARE_REQUESTS.labels("prepare").inc()
         PREPARE_SECTIONS.labels("prepare").inc()
-        body, _ = await self.peers._call("POST", url + "/chunks/prepare", f"chunk server {url}",
+        body, _ = await self.peers.request("POST", url + "/chunks/prepare", f"chunk server {url}",
                                          params={"txn_id": txn_id}, data=frames, headers=_OCTETS)
         return orjson.loads(body)
 
@@ -136,14 +133,7 @@ class PrepareBatcher:
         PREPARE_SECTIONS.labels("prepare-many").inc(len(batch))
         peer = f"chunk server {url}"
         body = encode_txn_sections([(c.txn_id, c.frames) for c in batch])
-        try:
-            raw, _ = await self.peers._call("POST", url + "/chunks/prepare-many", peer, data=body, headers=_OCTETS)
-        except RingFSError as exc:
-            if exc.status == 404 or " answered 405" in exc.message:
-                queue.batch_supported = False  # an older server: plain prepares from now on
-                await asyncio.gather(*(self._send_one(url, c) for c in batch))
-                return
-            raise
+        raw, _ = await self.peers.request("POST", url + "/chunks/prepare-many", peer, data=body, headers=_OCTETS)
         try:
             sections = orjson.loads(raw)["sections"]
             if len(sections) != len(batch):

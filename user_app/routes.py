@@ -12,9 +12,10 @@ from pydantic import BaseModel
 from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, PayloadTooLarge
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol import RenameRequest, unpack_digests
+from user_app import batch
 from user_app.ranges import parse_range
 
 router = APIRouter()
@@ -117,6 +118,49 @@ async def delete_file(path: str, request: Request) -> Response:
     path = _file_path(request, b"/files/")
     await _services(request).peers.rpc_leader_json("DELETE", "/files", params={"path": path})
     return Response(status_code=204)
+
+
+def _bool_param(name: str, raw: str | None) -> bool:
+    if raw is None or raw.lower() in ("false", "0", ""):
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    raise BadRequest(f"{name} must be true or false, got {raw!r}")
+
+
+@router.post("/batch/write")
+async def batch_write(request: Request) -> JSONResponse:
+    """Many small files in one request. Body: per file ``u16 path length | UTF-8 path | u64 size | bytes``
+    (``shared.protocol.encode_batch_files``), at most 1024 files and 64 MiB (413). Each file is its own
+    2PC write (``?create_only=true`` makes each create-only, ``?chunk_size=`` as on PUT); the answer lists
+    per file, in order, what PUT would answer or ``{"path","error","status"}``."""
+    create_only = _bool_param("create_only", request.query_params.get("create_only"))
+    chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
+    limits = batch.limits_of(request.app)
+    length = request.headers.get("content-length")
+    announced = int(length) if length and length.isdigit() else batch.MAX_WRITE_BODY
+    if announced > batch.MAX_WRITE_BODY:
+        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {batch.MAX_WRITE_BODY} bytes")
+    held = await limits.body.acquire(announced)  # bounds the batch bodies held at once
+    try:
+        body = await batch.read_body(request, batch.MAX_WRITE_BODY)
+        results = await batch.write_batch(_services(request), limits, body, create_only=create_only,
+                                          chunk_size=chunk_size)
+    finally:
+        limits.body.release(held)
+    return JSONResponse({"results": results})
+
+
+@router.post("/batch/read")
+async def batch_read(request: Request) -> Response:
+    """Many small files in one request. Body: JSON ``{"paths": [...]}`` (at most 1024). Answer: per path, in
+    order, ``u16 path length | path | u16 status | u64 length | bytes`` (``shared.protocol.iter_batch_entries``):
+    the content with 200, else a JSON ``{"error"}`` with the status GET would answer (400, 404), or 413 for a
+    file over 4 MiB (stream it with GET)."""
+    services = _services(request)
+    entries = await batch.plan_read(services, await batch.parse_read_request(request))
+    return StreamingResponse(batch.stream_read(services, batch.limits_of(request.app), entries),
+                             media_type="application/octet-stream")
 
 
 def _stat_body(meta: dict) -> dict[str, Any]:

@@ -1,14 +1,19 @@
-"""Read and namespace endpoints: ``GET /manifest`` (the read hot path: the manifest cache, else one indexed query), ``GET /stat``,
-``GET /versions``, ``GET /list``, ``POST /rename``, ``DELETE /files``."""
+"""Read and namespace endpoints: ``GET /manifest`` (the read hot path: the manifest cache, else one indexed query),
+``POST /manifests`` (many paths in one call), ``GET /stat``, ``GET /versions``, ``GET /list``, ``POST /rename``,
+``DELETE /files``."""
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
 from leader import namespace, versions
 from leader.routes import get_store
 from leader.store import Store
+from shared.errors import BadRequest, PayloadTooLarge, RingFSError
 from shared.paths import normalize_folder, normalize_path
-from shared.protocol import OCTET_STREAM, RenameRequest, encode_manifest
+from shared.protocol import (
+    MAX_BATCH_FILES, OCTET_STREAM, RenameRequest, encode_manifest_error, encode_manifests,
+)
 
 router = APIRouter()
 
@@ -21,6 +26,51 @@ async def handle_manifest(request: Request, path: str = Query(),
     rather than a sync dependency, which FastAPI would run in a worker thread."""
     entry = await versions.lookup(request.app.state.store, normalize_path(path), version)
     return Response(entry.manifest, media_type=OCTET_STREAM)
+
+
+# A POST /manifests body: 1024 paths of at most 1024 bytes, JSON-escaped, fit easily.
+MAX_MANIFESTS_BODY = 8 * 1024 * 1024
+
+
+@router.post("/manifests")
+async def handle_manifests(request: Request) -> Response:
+    """Binary: per requested path, in order, ``u32 length | payload`` (``shared.protocol.encode_manifests``),
+    the payload being what ``GET /manifest`` answers or a ``0xFF | {"error","status"}`` entry (400 bad path,
+    404). Body: JSON ``{"paths": [...], "version": null | N}``, at most 1024 paths. Cache hits cost no SQL;
+    the misses are looked up together (``versions.lookup_many``)."""
+    body = await request.body()
+    if len(body) > MAX_MANIFESTS_BODY:
+        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {MAX_MANIFESTS_BODY} bytes")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("body must be JSON {\"paths\": [...], \"version\": null}") from None
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    if not isinstance(paths, list):
+        raise BadRequest("body must be JSON {\"paths\": [...], \"version\": null}")
+    if len(paths) > MAX_BATCH_FILES:
+        raise BadRequest(f"{len(paths)} paths exceed the limit of {MAX_BATCH_FILES}")
+    version = doc.get("version")
+    if version is not None and (type(version) is not int or version < 1):
+        raise BadRequest(f"version must be a positive integer or null, got {version!r}")
+    normalized: list[str | RingFSError] = []
+    for raw in paths:
+        try:
+            if not isinstance(raw, str):
+                raise BadRequest(f"path must be a string, got {type(raw).__name__}")
+            normalized.append(normalize_path(raw))
+        except BadRequest as exc:
+            normalized.append(exc)
+    good = [p for p in normalized if isinstance(p, str)]
+    found = iter(await versions.lookup_many(request.app.state.store, good, version))
+    payloads: list[bytes] = []
+    for p in normalized:
+        entry = p if isinstance(p, RingFSError) else next(found)
+        if isinstance(entry, RingFSError):
+            payloads.append(encode_manifest_error(entry.message, entry.status))
+        else:
+            payloads.append(entry.manifest)
+    return Response(encode_manifests(payloads), media_type=OCTET_STREAM)
 
 
 @router.get("/stat")

@@ -1,0 +1,396 @@
+"""Many small files in one request: ``POST /batch/write`` and ``POST /batch/read`` (README, "User API").
+
+Copying a tree of thousands of 10 KiB files one request per file is dominated by per-request overhead:
+an HTTP request to the user app per file, and on a read one leader manifest call and one chunk read per
+file. A batch pays each of those once per batch instead:
+
+* **write**: every file is still its own two-phase-commit transaction (``WriteCoordinator.write``; one
+  failing file affects no other), but they run concurrently (``WRITE_CONCURRENCY`` at a time), so the
+  existing coalescers (``prepare_batcher``, ``group_commit``, ``leader_batcher``) carry their phase-1..4
+  calls in a handful of batch requests. Writes of the same path within a batch run in batch order.
+* **read**: one leader ``POST /manifests`` for every path, then one ``ChunkReader.fetch`` over the union
+  of the needed digests (deduplicated; batched per server, with fallback and hash checks), answered in
+  the binary framing of ``shared.protocol.encode_batch_entries``. Only small files: a file over
+  ``MAX_READ_FILE_SIZE`` gets a per-file 413 (stream it with ``GET /files/{path}``). A batch holding more
+  than ``READ_GROUP_BYTES`` of content is fetched in several rounds, streamed out as it goes, so memory
+  stays bounded whatever the batch.
+
+Memory: a small file costs its size several times over while it is written or read (request body,
+pieces, frames per server, the coalesced batch requests, responses). Per process, :class:`BatchLimits`
+bounds the batch bodies being held (``BODY_BUDGET``), the file bytes being written (``WRITE_BUDGET``:
+a tree of 1 MiB files then writes as many at a time as eight streaming PUTs would) and the content of
+the read rounds in flight (``READ_BUDGET``). Waiters are served in arrival order; a single item bigger
+than a budget waits until the budget is idle and then runs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import orjson
+from starlette.requests import Request
+
+from shared.errors import BadRequest, PayloadTooLarge, RingFSError, UpstreamError
+from shared.paths import normalize_path
+from shared.protocol import (
+    DIGEST_SIZE, MAX_BATCH_FILES, decode_manifests, encode_batch_entry_header, iter_batch_files,
+)
+from user_app.metrics import BYTES_OUT
+
+log = logging.getLogger("ringfs.batch")
+
+# Largest POST /batch/write body (the whole batch is held in memory while its files are written).
+MAX_WRITE_BODY = 64 * 1024 * 1024
+# Largest POST /batch/read body (a JSON list of at most MAX_BATCH_FILES paths).
+MAX_READ_BODY = 8 * 1024 * 1024
+# Files of one batch written at the same time.
+WRITE_CONCURRENCY = 64
+# Largest file POST /batch/read returns; bigger ones get a per-file 413.
+MAX_READ_FILE_SIZE = 4 * 1024 * 1024
+# Content (bytes) and distinct chunks fetched by one reader.fetch; a batch above either is fetched in
+# several rounds (one round ahead of the response).
+READ_GROUP_BYTES = 8 * 1024 * 1024
+READ_GROUP_DIGESTS = 16384
+# Files fetched alone at a time when their round failed, to isolate the files that cannot be read.
+RETRY_CONCURRENCY = 16
+
+# Per-process budgets (bytes), see the module docstring.
+BODY_BUDGET = 32 * 1024 * 1024
+WRITE_BUDGET = 8 * 1024 * 1024
+READ_BUDGET = 3 * READ_GROUP_BYTES
+
+_JSON = {"Content-Type": "application/json"}
+
+
+class ByteBudget:
+    """An async byte semaphore, first come first served. :meth:`acquire` more than ``limit`` takes the
+    whole budget (it waits until nothing else holds any)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future]] = deque()
+
+    async def acquire(self, n: int) -> int:
+        """Wait until ``n`` bytes (capped at the limit) fit; returns the amount to :meth:`release`."""
+        n = min(max(n, 0), self.limit)
+        if not self._waiters and self.used + n <= self.limit:
+            self.used += n
+            return n
+        fut = asyncio.get_running_loop().create_future()
+        item = (n, fut)
+        self._waiters.append(item)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted just as it was cancelled
+                self.release(n)
+            else:
+                self._waiters.remove(item)
+                self._grant()  # it may have been blocking the head of the queue
+            raise
+        return n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if self.used + n > self.limit:
+                return
+            self._waiters.popleft()
+            self.used += n
+            fut.set_result(None)
+
+
+class BatchLimits:
+    """The budgets of one user app process (kept on its FastAPI ``app.state``)."""
+
+    def __init__(self) -> None:
+        self.body = ByteBudget(BODY_BUDGET)
+        self.write = ByteBudget(WRITE_BUDGET)
+        self.read = ByteBudget(READ_BUDGET)
+
+
+def limits_of(app: Any) -> BatchLimits:
+    limits = getattr(app.state, "batch_limits", None)
+    if limits is None:
+        limits = app.state.batch_limits = BatchLimits()
+    return limits
+
+
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The request body; :class:`PayloadTooLarge` (413) beyond ``limit`` bytes, checked on the announced
+    ``Content-Length`` before reading and again while reading."""
+    announced = request.headers.get("content-length")
+    if announced and announced.isdigit() and int(announced) > limit:
+        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
+    buf = bytearray()
+    async for block in request.stream():
+        buf += block
+        if len(buf) > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    return buf
+
+
+def _error(path: str, exc: BaseException) -> dict:
+    if isinstance(exc, RingFSError):
+        return {"path": path, "error": exc.message, "status": exc.status}
+    log.error("batch: unexpected error on %r", path, exc_info=exc)
+    return {"path": path, "error": f"internal error: {type(exc).__name__}", "status": 500}
+
+
+# ------------------------------------------------------------------ write
+
+
+async def _one_block(data: memoryview) -> AsyncIterator[bytes]:
+    if len(data):
+        yield data  # type: ignore[misc]  # the chunker copies what it keeps
+
+
+async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearray, *, create_only: bool,
+                      chunk_size: int | None) -> list[dict]:
+    """Write every file of a ``POST /batch/write`` body (``shared.protocol.iter_batch_files``); per file, in
+    order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``. Raises
+    :class:`BadRequest` (whole request) on broken framing, more than ``MAX_BATCH_FILES`` files or a chunk
+    size outside the cluster's bounds."""
+    sections = list(iter_batch_files(body))
+    if len(sections) > MAX_BATCH_FILES:
+        raise BadRequest(f"{len(sections)} files exceed the limit of {MAX_BATCH_FILES} per batch")
+    if chunk_size is not None:
+        (await services.rings.get()).chunk_size_for_upload(chunk_size)  # one 400 for the whole batch
+    results: list[dict | None] = [None] * len(sections)
+    by_path: dict[str, list[int]] = defaultdict(list)  # normalized path -> its sections, in batch order
+    for i, (raw, _) in enumerate(sections):
+        shown = raw.decode("utf-8", "replace")
+        try:
+            try:
+                path = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("path is not valid UTF-8") from None
+            by_path[normalize_path(path)].append(i)
+        except BadRequest as exc:
+            results[i] = _error(shown, exc)
+    writer = services.writer
+    gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    async def write_path(path: str, idxs: list[int]) -> None:
+        for i in idxs:  # same path: one after the other, so versions follow batch order
+            data = sections[i][1]
+            async with gate:
+                held = await limits.write.acquire(len(data))
+                try:
+                    result = await writer.write(path, _one_block(data), chunk_size=chunk_size,
+                                                create_only=create_only, size_hint=len(data))
+                    results[i] = vars(result)
+                except Exception as exc:  # noqa: BLE001 - answered per file
+                    results[i] = _error(path, exc)
+                finally:
+                    limits.write.release(held)
+
+    await asyncio.gather(*(write_path(p, idxs) for p, idxs in by_path.items()))
+    return results  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------ read
+
+
+async def parse_read_request(request: Request) -> list[Any]:
+    """The ``paths`` of a ``POST /batch/read`` body; :class:`BadRequest` unless it is JSON
+    ``{"paths": [...]}`` with at most ``MAX_BATCH_FILES`` entries."""
+    body = await read_body(request, MAX_READ_BODY)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest('body must be JSON {"paths": [...]}') from None
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    if not isinstance(paths, list):
+        raise BadRequest('body must be JSON {"paths": [...]}')
+    if len(paths) > MAX_BATCH_FILES:
+        raise BadRequest(f"{len(paths)} paths exceed the limit of {MAX_BATCH_FILES} per batch")
+    return paths
+
+
+async def fetch_manifests(peers: Any, paths: list[str], version: int | None = None) -> list[tuple[dict, bytes] | RingFSError]:
+    """Per path (normalized), in order: ``(VersionInfo dict, packed digests)`` or the error the leader
+    answered for it, in one ``POST /manifests``. Raises :class:`Unavailable` when the leader cannot be
+    reached."""
+    if not paths:
+        return []
+    blob = await peers.leader_request("POST", "/manifests", data=orjson.dumps({"paths": paths, "version": version}),
+                                      headers=_JSON)
+    entries = decode_manifests(blob)
+    if len(entries) != len(paths):
+        raise UpstreamError(f"leader answered {len(entries)} manifests for {len(paths)} paths")
+    out: list[tuple[dict, bytes] | RingFSError] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            err = RingFSError(str(entry.get("error", "")))
+            err.status = int(entry["status"])
+            out.append(err)
+        else:
+            out.append(entry)
+    return out
+
+
+@dataclass
+class _Entry:
+    """One requested file of a batch read: what to answer, or what to fetch."""
+
+    path: str  # as requested (echoed in the answer)
+    status: int = 200
+    error: str = ""
+    meta: dict | None = None
+    digests: bytes = b""
+    group: int = -1  # fetch round, -1 for an entry answered without chunks
+    content: bytes = b""
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def _digest_list(blob: bytes) -> list[bytes]:
+    return [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE)]
+
+
+async def plan_read(services: Any, raw_paths: list[Any]) -> list[_Entry]:
+    """Validate the paths and resolve them in one leader call; returns the entries with their fetch round
+    set (``group``). Raises :class:`Unavailable` when the leader is down (the whole request fails)."""
+    entries: list[_Entry] = []
+    to_look: list[int] = []
+    names: list[str] = []
+    for raw in raw_paths:
+        entry = _Entry(path=raw if isinstance(raw, str) else str(raw))
+        entries.append(entry)
+        try:
+            if not isinstance(raw, str):
+                raise BadRequest(f"path must be a string, got {type(raw).__name__}")
+            names.append(normalize_path(raw))
+            to_look.append(len(entries) - 1)
+        except BadRequest as exc:
+            entry.status, entry.error = exc.status, exc.message
+    manifests = await fetch_manifests(services.peers, names)
+    group, group_bytes, group_digests = 0, 0, 0
+    for i, found in zip(to_look, manifests):
+        entry = entries[i]
+        if isinstance(found, RingFSError):
+            entry.status, entry.error = found.status, found.message
+            continue
+        meta, digests = found
+        size = meta["size"]
+        if size > MAX_READ_FILE_SIZE:
+            entry.status = 413
+            entry.error = (f"{meta['path']} is {size} bytes, over the batch read limit of {MAX_READ_FILE_SIZE} "
+                           f"bytes: stream it with GET /files/{meta['path']}")
+            continue
+        entry.meta, entry.digests = meta, digests
+        if size == 0:
+            continue  # answered without a fetch
+        n = len(digests) // DIGEST_SIZE
+        if group_bytes and (group_bytes + size > READ_GROUP_BYTES or group_digests + n > READ_GROUP_DIGESTS):
+            group, group_bytes, group_digests = group + 1, 0, 0
+        entry.group = group
+        group_bytes += size
+        group_digests += n
+    return entries
+
+
+async def _fetch_files(services: Any, placement: Any, files: list[_Entry]) -> None:
+    """One ``reader.fetch`` over the distinct digests of ``files``; fills each one's ``content``. Raises
+    what fetch raises."""
+    wanted = list(dict.fromkeys(d for e in files for d in _digest_list(e.digests)))
+    replication = max(e.meta.get("replication", placement.replication_factor) for e in files)  # type: ignore[union-attr]
+    datas = await services.reader.fetch(placement, wanted, replication)
+    got = dict(zip(wanted, datas))
+    for e in files:
+        content = b"".join([got[d] for d in _digest_list(e.digests)])
+        if len(content) != e.meta["size"]:  # type: ignore[index]
+            e.status, e.error = 502, f"chunks of {e.meta['path']} add up to {len(content)} bytes, not {e.meta['size']}"  # type: ignore[index]
+        else:
+            e.content = content
+
+
+async def _fetch_group(services: Any, placement: Any, files: list[_Entry]) -> None:
+    """Fetch one round; when it fails (a chunk with no intact copy anywhere), fetch its files one by one
+    so that only the files that cannot be read get an error entry."""
+    try:
+        await _fetch_files(services, placement, files)
+        return
+    except Exception as exc:  # noqa: BLE001
+        if len(files) == 1:
+            e = files[0]
+            err = _error(e.path, exc)
+            e.status, e.error = err["status"], err["error"]
+            return
+        log.warning("batch read of %d files failed (%s); retrying them one by one", len(files), exc)
+    gate = asyncio.Semaphore(RETRY_CONCURRENCY)
+
+    async def alone(e: _Entry) -> None:
+        async with gate:
+            await _fetch_group(services, placement, [e])
+
+    await asyncio.gather(*(alone(e) for e in files))
+
+
+# Entries are sent in blocks of about this many bytes (one ASGI message each, not one per small file).
+SEND_BLOCK = 1024 * 1024
+
+
+async def stream_read(services: Any, limits: BatchLimits, entries: list[_Entry]) -> AsyncIterator[bytes]:
+    """The binary answer of a planned batch read (``shared.protocol.encode_batch_entries`` framing), in
+    blocks of about ``SEND_BLOCK`` bytes; the next fetch round runs while the current one is sent. Each
+    round holds its content's worth of the read budget from before its fetch until it is sent."""
+    groups: dict[int, list[_Entry]] = defaultdict(list)
+    for e in entries:
+        if e.group >= 0:
+            groups[e.group].append(e)
+    placement = await services.rings.get() if groups else None
+    tasks: dict[int, asyncio.Task] = {}
+    held: dict[int, int] = {}  # group -> bytes of the read budget it holds
+
+    async def fetch(g: int) -> None:
+        held[g] = await limits.read.acquire(sum(e.meta["size"] for e in groups[g]))  # type: ignore[index]
+        await _fetch_group(services, placement, groups[g])
+
+    def start(g: int) -> None:
+        if g in groups and g not in tasks:
+            tasks[g] = asyncio.create_task(fetch(g))
+
+    def done(g: int) -> None:
+        limits.read.release(held.pop(g, 0))
+
+    try:
+        start(0)
+        block: list[bytes] = []
+        size = 0
+        current = -1
+        for e in entries:
+            if e.group > current:
+                done(current)
+                current = e.group
+                start(current + 1)
+                await tasks[current]
+                BYTES_OUT.inc(sum(len(x.content) for x in groups[current]))
+            data = e.content if e.status == 200 else _error_body(e.error)
+            e.content = b""  # sent below: let it go
+            block.append(encode_batch_entry_header(e.path, e.status, len(data)))
+            block.append(data)
+            size += len(data) + 32
+            if size >= SEND_BLOCK:
+                yield b"".join(block)
+                block, size = [], 0
+        if block:
+            yield b"".join(block)
+    finally:
+        for t in tasks.values():
+            t.cancel()
+        for g in list(held):
+            done(g)
+
