@@ -34,10 +34,11 @@ class AntiEntropy:
     """The walk; :meth:`step` does one batch, :meth:`run` loops forever."""
 
     def __init__(self, store: ChunkStore, ring: RingClient, peers: PeerClient, batch: int,
-                 bytes_per_sec: float, interval: float) -> None:
+                 bytes_per_sec: float, interval: float, chunks_per_sec: float) -> None:
         self.store, self.ring, self.peers = store, ring, peers
         self.batch = batch
-        self.bucket = TokenBucket(bytes_per_sec)
+        self.bucket = TokenBucket(bytes_per_sec)  # bytes pushed
+        self.check_bucket = TokenBucket(chunks_per_sec)  # chunks compared: the walk itself costs CPU here and at peers
         self.interval = interval
 
     async def progress(self) -> dict[str, float | int | None]:
@@ -50,7 +51,7 @@ class AntiEntropy:
         while True:
             try:
                 if not await self.step():
-                    await asyncio.sleep(self.interval)
+                    await self._rest()
             except asyncio.CancelledError:
                 raise
             except RingFSError as exc:
@@ -59,6 +60,16 @@ class AntiEntropy:
             except Exception:
                 log.exception("anti-entropy step failed; retrying")
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def _rest(self) -> None:
+        """Pause ``interval`` seconds after a full pass, or less: a ring epoch change (a server joined or
+        was removed) starts the next pass at once."""
+        epoch = self.ring.ring.epoch if self.ring.ring is not None else None
+        deadline = time.monotonic() + self.interval
+        while (now := time.monotonic()) < deadline:
+            if self.ring.ring is not None and self.ring.ring.epoch != epoch:
+                return
+            await asyncio.sleep(min(1.0, deadline - now))
 
     async def step(self) -> bool:
         """Handle the next batch. False when a pass just completed (the walk then rests)."""
@@ -73,6 +84,7 @@ class AntiEntropy:
             cursor = 0
             await self.store.set_meta({PREFIX + "epoch": ring.epoch, PREFIX + "cursor": 0})
         rows = await self.store.iter_committed(cursor, self.batch)
+        await self.check_bucket.consume(len(rows))
         if not rows:
             await self.store.set_meta({PREFIX + "cursor": 0, PREFIX + "last_pass_completed_at": time.time()},
                                       add={PREFIX + "pass": 1})

@@ -42,7 +42,8 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
         ring = RingClient(peers, registration.server_id, settings.ring_refresh)
         app.state.scrubber = Scrubber(store, ring, peers, settings.scrub_bytes_per_sec, settings.scrub_interval)
         app.state.anti_entropy = AntiEntropy(store, ring, peers, settings.anti_entropy_batch,
-                                             settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval)
+                                             settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval,
+                                             settings.anti_entropy_chunks_per_sec)
         schedule_gc(scheduler, GarbageCollector(store, peers, settings.gc_grace), settings.gc_interval)
         scheduler.start()
         registration.start()
