@@ -109,15 +109,20 @@ async def handle_healthz(request: Request) -> dict:
     return {"status": "ok", "server_id": registration.server_id}
 
 
-@router.post("/chunks/prepare")
-async def handle_prepare(request: Request, txn_id: Annotated[str, Query(pattern=TXN_ID_PATTERN)]) -> dict:
-    """Phase 1 of the write: store the batch as pending under ``txn_id``."""
+async def _decode_checked(request: Request, decode):
+    """Read a prepare body and ``decode(body, max_chunk_size)`` it, hash checks included: in a worker
+    thread when the body is large (hashlib releases the GIL on big inputs), inline when it is small."""
     body = await read_body(request, MAX_PREPARE_BODY)
     max_chunk_size = request.app.state.settings.max_chunk_size
     if len(body) > HASH_IN_THREAD_BYTES:
-        chunks = await asyncio.to_thread(decode_verified, body, max_chunk_size)
-    else:
-        chunks = decode_verified(body, max_chunk_size)
+        return await asyncio.to_thread(decode, body, max_chunk_size)
+    return decode(body, max_chunk_size)
+
+
+@router.post("/chunks/prepare")
+async def handle_prepare(request: Request, txn_id: Annotated[str, Query(pattern=TXN_ID_PATTERN)]) -> dict:
+    """Phase 1 of the write: store the batch as pending under ``txn_id``."""
+    chunks = await _decode_checked(request, decode_verified)
     result = await _store(request).prepare(txn_id, chunks)
     return {"stored": result.stored, "already_committed": result.already_committed}
 
@@ -130,12 +135,7 @@ async def handle_prepare_many(request: Request) -> dict:
 
     ``results`` is per txn id (sections of one txn are summed; any failed section makes the txn's
     entry that error); ``sections`` is per section, in body order."""
-    body = await read_body(request, MAX_PREPARE_BODY)
-    max_chunk_size = request.app.state.settings.max_chunk_size
-    if len(body) > HASH_IN_THREAD_BYTES:
-        sections = await asyncio.to_thread(decode_sections_verified, body, max_chunk_size)
-    else:
-        sections = decode_sections_verified(body, max_chunk_size)
+    sections = await _decode_checked(request, decode_sections_verified)
     good = [(txn_id, chunks) for txn_id, chunks in sections if not isinstance(chunks, RingFSError)]
     stored = iter(await _store(request).prepare_many(good))
     per_section: list[dict] = []

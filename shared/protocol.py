@@ -166,6 +166,23 @@ def decode_manifest(blob: bytes) -> tuple[dict, bytes]:
     return orjson.loads(blob[4 : 4 + n]), blob[4 + n :]
 
 
+
+def parse_paths_body(body: bytes) -> tuple[list, dict]:
+    """``(paths, document)`` of a JSON batch body ``{"paths": [...], ...}`` (``POST /manifests`` on the
+    leader, ``POST /batch/read`` on the user app). The paths are not validated here (each gets its own
+    per-path answer). Raises :class:`BadRequest` unless the body is such a document with at most
+    ``MAX_BATCH_FILES`` paths."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest('body must be JSON {"paths": [...]}') from None
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    if not isinstance(paths, list):
+        raise BadRequest('body must be JSON {"paths": [...]}')
+    if len(paths) > MAX_BATCH_FILES:
+        raise BadRequest(f"{len(paths)} paths exceed the limit of {MAX_BATCH_FILES} per batch")
+    return paths, doc
+
 # ---------------------------------------------------------------- JSON models
 
 

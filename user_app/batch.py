@@ -37,7 +37,7 @@ from starlette.requests import Request
 from shared.errors import BadRequest, PayloadTooLarge, RingFSError, UpstreamError
 from shared.paths import normalize_path
 from shared.protocol import (
-    DIGEST_SIZE, MAX_BATCH_FILES, decode_manifests, encode_batch_entry_header, iter_batch_files,
+    DIGEST_SIZE, MAX_BATCH_FILES, decode_manifests, parse_paths_body, encode_batch_entry_header, iter_batch_files,
 )
 from user_app.metrics import BYTES_OUT
 
@@ -204,17 +204,7 @@ async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearra
 async def parse_read_request(request: Request) -> list[Any]:
     """The ``paths`` of a ``POST /batch/read`` body; :class:`BadRequest` unless it is JSON
     ``{"paths": [...]}`` with at most ``MAX_BATCH_FILES`` entries."""
-    body = await read_body(request, MAX_READ_BODY)
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest('body must be JSON {"paths": [...]}') from None
-    paths = doc.get("paths") if isinstance(doc, dict) else None
-    if not isinstance(paths, list):
-        raise BadRequest('body must be JSON {"paths": [...]}')
-    if len(paths) > MAX_BATCH_FILES:
-        raise BadRequest(f"{len(paths)} paths exceed the limit of {MAX_BATCH_FILES} per batch")
-    return paths
+    return parse_paths_body(bytes(await read_body(request, MAX_READ_BODY)))[0]
 
 
 async def fetch_manifests(peers: Any, paths: list[str], version: int | None = None) -> list[tuple[dict, bytes] | RingFSError]:

@@ -2,7 +2,6 @@
 ``POST /manifests`` (many paths in one call), ``GET /stat``, ``GET /versions``, ``GET /list``, ``POST /rename``,
 ``DELETE /files``."""
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
@@ -12,7 +11,7 @@ from leader.store import Store
 from shared.errors import BadRequest, PayloadTooLarge, RingFSError
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol import (
-    MAX_BATCH_FILES, OCTET_STREAM, RenameRequest, encode_manifest_error, encode_manifests,
+    OCTET_STREAM, parse_paths_body, RenameRequest, encode_manifest_error, encode_manifests,
 )
 
 router = APIRouter()
@@ -41,15 +40,7 @@ async def handle_manifests(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_MANIFESTS_BODY:
         raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {MAX_MANIFESTS_BODY} bytes")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body must be JSON {\"paths\": [...], \"version\": null}") from None
-    paths = doc.get("paths") if isinstance(doc, dict) else None
-    if not isinstance(paths, list):
-        raise BadRequest("body must be JSON {\"paths\": [...], \"version\": null}")
-    if len(paths) > MAX_BATCH_FILES:
-        raise BadRequest(f"{len(paths)} paths exceed the limit of {MAX_BATCH_FILES}")
+    paths, doc = parse_paths_body(body)
     version = doc.get("version")
     if version is not None and (type(version) is not int or version < 1):
         raise BadRequest(f"version must be a positive integer or null, got {version!r}")
