@@ -8,6 +8,7 @@ waited for until ``GET /healthz`` answers 200.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,11 +22,38 @@ import httpx
 READY_TIMEOUT = 30.0  # seconds a service gets to answer /healthz after start
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+def _ephemeral_port_floor() -> int:
+    """Lowest port the kernel hands out for outgoing connections (Linux ``ip_local_port_range``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports nobody listens on right now.
+
+    Chosen at random below the kernel's ephemeral range: a port from ``bind(0)`` lies inside it, and an
+    outgoing connection from any process can take it in the moment between this check and the server's
+    own bind (seen in CI as ``[Errno 98] address already in use``). Below the range only listeners
+    compete. Raises ``RuntimeError`` if no free block is found.
+    """
+    rng = random.SystemRandom()
+    high = _ephemeral_port_floor() - count
+    for _ in range(1000):
+        first = rng.randrange(10000, high)
+        if all(_bindable(host, first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free TCP ports found in 10000-{high + count}")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):

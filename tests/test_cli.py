@@ -22,7 +22,7 @@ def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None, colum
 @pytest.fixture
 def ringfs_up(tmp_path):
     """``ringfs up`` on free ports, stopped with SIGINT (Ctrl-C) at the end."""
-    port, leader_port, cs_port = free_port(), free_port(), free_port()
+    port, leader_port, cs_port = free_port(), free_port(), free_port(count=3)  # ringfs up: cs_port..cs_port+2
     proc = subprocess.Popen(
         [sys.executable, "-m", "user_app.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
          "--leader-port", str(leader_port), "--chunk-server-port", str(cs_port)],
