@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from chunk_server.registration import Registration
 from chunk_server.store import ChunkStore
-from shared.errors import BadRequest, IntegrityFailure, NotFound, PayloadTooLarge, RingFSError
+from shared.bodies import read_body
+from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError
 from shared.protocol import (
     DIGEST_SIZE, HEALTH_CHECK_HEADER, OCTET_STREAM, encode_frames, iter_frames, iter_txn_sections,
     parse_hex_digest, unpack_digests,
@@ -52,18 +53,6 @@ def _registration(request: Request) -> Registration:
 
 def binary(content: bytes) -> Response:
     return Response(content=content, media_type=OCTET_STREAM)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body; :class:`PayloadTooLarge` beyond ``limit`` bytes (checked before reading when the
-    client announces a length)."""
-    announced = request.headers.get("content-length")
-    if announced is not None and announced.isdigit() and int(announced) > limit:
-        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {limit} bytes")
-    return body
 
 
 async def read_digests(request: Request) -> list[bytes]:

@@ -34,7 +34,8 @@ from typing import Any, AsyncIterator
 import orjson
 from starlette.requests import Request
 
-from shared.errors import BadRequest, PayloadTooLarge, RingFSError, UpstreamError
+from shared.bodies import read_body
+from shared.errors import BadRequest, RingFSError, UpstreamError
 from shared.paths import normalize_path
 from shared.protocol import (
     DIGEST_SIZE, MAX_BATCH_FILES, decode_manifests, parse_paths_body, encode_batch_entry_header, iter_batch_files,
@@ -125,20 +126,6 @@ def limits_of(app: Any) -> BatchLimits:
     return limits
 
 
-async def read_body(request: Request, limit: int) -> bytearray:
-    """The request body; :class:`PayloadTooLarge` (413) beyond ``limit`` bytes, checked on the announced
-    ``Content-Length`` before reading and again while reading."""
-    announced = request.headers.get("content-length")
-    if announced and announced.isdigit() and int(announced) > limit:
-        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {limit} bytes")
-    buf = bytearray()
-    async for block in request.stream():
-        buf += block
-        if len(buf) > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return buf
-
-
 def _error(path: str, exc: BaseException) -> dict:
     if isinstance(exc, RingFSError):
         return {"path": path, "error": exc.message, "status": exc.status}
@@ -204,7 +191,7 @@ async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearra
 async def parse_read_request(request: Request) -> list[Any]:
     """The ``paths`` of a ``POST /batch/read`` body; :class:`BadRequest` unless it is JSON
     ``{"paths": [...]}`` with at most ``MAX_BATCH_FILES`` entries."""
-    return parse_paths_body(bytes(await read_body(request, MAX_READ_BODY)))[0]
+    return parse_paths_body(await read_body(request, MAX_READ_BODY))[0]
 
 
 async def fetch_manifests(peers: Any, paths: list[str], version: int | None = None) -> list[tuple[dict, bytes] | RingFSError]:

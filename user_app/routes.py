@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
+from shared.bodies import read_body
 from shared.errors import BadRequest, PayloadTooLarge
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol import RenameRequest, unpack_digests
@@ -143,7 +144,7 @@ async def batch_write(request: Request) -> JSONResponse:
         raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {batch.MAX_WRITE_BODY} bytes")
     held = await limits.body.acquire(announced)  # bounds the batch bodies held at once
     try:
-        body = await batch.read_body(request, batch.MAX_WRITE_BODY)
+        body = await read_body(request, batch.MAX_WRITE_BODY)
         results = await batch.write_batch(_services(request), limits, body, create_only=create_only,
                                           chunk_size=chunk_size)
     finally:

@@ -8,7 +8,8 @@ from shared.http import JSONResponse
 from leader import namespace, versions
 from leader.routes import get_store
 from leader.store import Store
-from shared.errors import BadRequest, PayloadTooLarge, RingFSError
+from shared.bodies import read_body
+from shared.errors import BadRequest, RingFSError
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol import (
     OCTET_STREAM, parse_paths_body, RenameRequest, encode_manifest_error, encode_manifests,
@@ -37,10 +38,7 @@ async def handle_manifests(request: Request) -> Response:
     the payload being what ``GET /manifest`` answers or a ``0xFF | {"error","status"}`` entry (400 bad path,
     404). Body: JSON ``{"paths": [...], "version": null | N}``, at most 1024 paths. Cache hits cost no SQL;
     the misses are looked up together (``versions.lookup_many``)."""
-    body = await request.body()
-    if len(body) > MAX_MANIFESTS_BODY:
-        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {MAX_MANIFESTS_BODY} bytes")
-    paths, doc = parse_paths_body(body)
+    paths, doc = parse_paths_body(await read_body(request, MAX_MANIFESTS_BODY))
     version = doc.get("version")
     if version is not None and (type(version) is not int or version < 1):
         raise BadRequest(f"version must be a positive integer or null, got {version!r}")

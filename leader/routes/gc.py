@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from leader import gc
 from leader.routes import get_store
 from leader.store import Store
-from shared.errors import PayloadTooLarge
+from shared.bodies import read_body
 from shared.protocol import DIGEST_SIZE, OCTET_STREAM, pack_digests, unpack_digests
 
 router = APIRouter()
@@ -20,12 +20,6 @@ async def handle_gc_unreferenced(request: Request, store: Store = Depends(get_st
     """The packed subset of the request's digests that no pending, committed or deleted version
     references, in request order. 400 when the body is not a multiple of 32 bytes, 413 beyond
     ``MAX_GC_DIGESTS``."""
-    limit = MAX_GC_DIGESTS * DIGEST_SIZE
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the limit of {limit} bytes")
+    body = await read_body(request, MAX_GC_DIGESTS * DIGEST_SIZE)
     candidates = unpack_digests(body)  # BadRequest (400) unless a multiple of 32 bytes
     return Response(pack_digests(await gc.unreferenced(store, candidates)), media_type=OCTET_STREAM)
