@@ -70,6 +70,39 @@ def assert_all_readable(client: Client, files: dict[str, bytes]) -> None:
         assert client.get(path) == data, path
 
 
+class WriteLoad:
+    """A thread writing small files (``size`` + up to ``spread`` bytes) under ``prefix/`` until the block
+    ends: ``acknowledged`` maps each path whose PUT succeeded to its bytes, ``errors`` holds the
+    ``ClientError`` of each PUT that failed."""
+
+    def __init__(self, url: str, prefix: str, size: int, spread: int, timeout: float = 30.0) -> None:
+        self.url, self.prefix, self.size, self.spread, self.timeout = url, prefix, size, spread, timeout
+        self.acknowledged: dict[str, bytes] = {}
+        self.errors: list[ClientError] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        i = 0
+        with Client(self.url, timeout=self.timeout) as c:
+            while not self._stop.is_set():
+                path, data = f"{self.prefix}/w{i:05d}.bin", random_bytes(self.size + i % self.spread)
+                try:
+                    c.put(path, data)
+                    self.acknowledged[path] = data
+                except ClientError as exc:
+                    self.errors.append(exc)
+                i += 1
+
+    def __enter__(self) -> "WriteLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_1_kill_one_server_during_reads_no_read_fails(make_cluster):
     cluster = make_cluster(chunk_servers=5, env=REPAIR_ENV)
     client = Client(cluster.url)
@@ -148,40 +181,21 @@ def test_3_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
 def test_5_leader_restart_during_write_load(make_cluster):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
     ring_before = cluster.ring()
-    acknowledged: dict[str, bytes] = {}
-    outage_errors: list[int] = []
-    stop = threading.Event()
-
-    def writer():
-        i = 0
-        with Client(cluster.url, timeout=30) as c:
-            while not stop.is_set():
-                path, data = f"load/w{i:05d}.bin", random_bytes(3000 + i % 500)
-                try:
-                    c.put(path, data)
-                    acknowledged[path] = data
-                except ClientError as exc:
-                    outage_errors.append(exc.status)
-                i += 1
-
-    t = threading.Thread(target=writer)
-    t.start()
-    wait_until(lambda: len(acknowledged) >= 20, 30, what="writes before the outage")
-    cluster.leader.kill()
-    wait_until(lambda: len(outage_errors) >= 3, 30, what="writes failing during the outage")
-    cluster.leader.start()
-    n_after = len(acknowledged)
-    wait_until(lambda: len(acknowledged) >= n_after + 20, 30, what="writes succeeding after the restart")
-    stop.set()
-    t.join()
-    assert set(outage_errors) <= {503}, outage_errors
+    with WriteLoad(cluster.url, "load", 3000, 500) as load:
+        wait_until(lambda: len(load.acknowledged) >= 20, 30, what="writes before the outage")
+        cluster.leader.kill()
+        wait_until(lambda: len(load.errors) >= 3, 30, what="writes failing during the outage")
+        cluster.leader.start()
+        n_after = len(load.acknowledged)
+        wait_until(lambda: len(load.acknowledged) >= n_after + 20, 30, what="writes succeeding after the restart")
+    assert {e.status for e in load.errors} <= {503}, load.errors
     ring_after = cluster.ring()
     assert sorted(map(tuple, ring_after["vnodes"])) == sorted(map(tuple, ring_before["vnodes"]))
     assert ring_after["epoch"] == ring_before["epoch"]
     wait_until(lambda: all(s["state"] == "healthy" for s in cluster.ring()["servers"]), 20,
                what="chunk servers healthy after the leader restart")
     with Client(cluster.url) as c:
-        assert_all_readable(c, acknowledged)
+        assert_all_readable(c, load.acknowledged)
 
 
 def test_6_frozen_server_is_removed_then_rejoins_and_converges(make_cluster):
@@ -239,33 +253,14 @@ def test_7_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_clust
 
 def test_8_join_under_write_load_no_write_fails_and_rebalances(make_cluster):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
-    acknowledged: dict[str, bytes] = {}
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def writer():
-        i = 0
-        with Client(cluster.url) as c:
-            while not stop.is_set():
-                path, data = f"join/w{i:05d}.bin", random_bytes(4000 + i % 700)
-                try:
-                    c.put(path, data)
-                    acknowledged[path] = data
-                except ClientError as exc:
-                    failures.append(str(exc))
-                i += 1
-
-    t = threading.Thread(target=writer)
-    t.start()
-    wait_until(lambda: len(acknowledged) >= 30, 30, what="writes before the join")
-    newcomer = cluster.add_chunk_server()
-    n = len(acknowledged)
-    wait_until(lambda: len(acknowledged) >= n + 30, 30, what="writes after the join")
-    stop.set()
-    t.join()
-    assert failures == []
+    with WriteLoad(cluster.url, "join", 4000, 700, timeout=120.0) as load:
+        wait_until(lambda: len(load.acknowledged) >= 30, 30, what="writes before the join")
+        newcomer = cluster.add_chunk_server()
+        n = len(load.acknowledged)
+        wait_until(lambda: len(load.acknowledged) >= n + 30, 30, what="writes after the join")
+    assert [str(e) for e in load.errors] == []
     report = wait_fsck_clean(cluster, misplaced_too=True)
     assert report["ok"]
     assert httpx.get(newcomer.url + "/stats").json()["chunks"] > 0
     with Client(cluster.url) as c:
-        assert_all_readable(c, acknowledged)
+        assert_all_readable(c, load.acknowledged)
