@@ -10,27 +10,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import uuid
 from pathlib import Path
 
 from benchmarks import report, workloads as w
 from benchmarks.cluster import start_cluster
+from benchmarks.runner import measure
 
 WORKLOADS = ["small_write", "small_read", "par_write", "par_read", "tree_put", "tree_get",
              "large_write", "large_read", "large_write_64k", "large_read_64k"]
-# (write, read, extra kwargs): a read needs its write's data, so the write runs (untimed for the
-# report) even when only the read is selected.
-PAIRS = [
-    ("small_write", "small_read", {}),
-    ("par_write", "par_read", {}),
-    ("tree_put", "tree_get", {}),
-    ("large_write", "large_read", {}),
-    ("large_write_64k", "large_read_64k", {"chunk_size": 65536}),
-]
-FUNCS = {"small_write": (w.small_write, w.small_read), "par_write": (w.par_write, w.par_read),
-         "tree_put": (w.tree_put, w.tree_get), "large_write": (w.large_write, w.large_read),
-         "large_write_64k": (w.large_write, w.large_read)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -85,51 +72,9 @@ def main(argv=None) -> int:
         app.stop()
         app.env.update(app_env)
         app.start()
-    bench = w.Bench(cluster=cluster, files=args.files, large_mib=args.large_mib, workdir=workdir,
-                    run_id=uuid.uuid4().hex[:8])
     try:
-        for write, read, kw in PAIRS:
-            want_w, want_r = write in args.selected, read in args.selected
-            if not (want_w or want_r):
-                continue
-            fw, fr = FUNCS[write]
-            if want_w:
-                doc["results"][write] = {"reps": [], "error": None}
-            if want_r:
-                doc["results"][read] = {"reps": [], "error": None}
-            for rep in range(args.repeat):
-                w.log(f"{write} rep {rep + 1}/{args.repeat}")
-                try:
-                    fig, state = fw(bench, rep, **kw)
-                except Exception as exc:  # noqa: BLE001
-                    msg = f"{exc.__class__.__name__}: {exc}"
-                    w.log(f"{write} FAILED: {msg}\n{traceback.format_exc()}")
-                    for name in (write, read):
-                        if name in doc["results"]:
-                            doc["results"][name]["error"] = msg if name == write else f"skipped: {write} failed"
-                    break
-                if want_w:
-                    doc["results"][write]["reps"].append(fig)
-                    w.log(f"  {fig}")
-                if want_r:
-                    w.log(f"{read} rep {rep + 1}/{args.repeat}")
-                    try:
-                        fig = fr(bench, rep, state, **kw)
-                        doc["results"][read]["reps"].append(fig)
-                        w.log(f"  {fig}")
-                    except Exception as exc:  # noqa: BLE001
-                        msg = f"{exc.__class__.__name__}: {exc}"
-                        w.log(f"{read} FAILED: {msg}\n{traceback.format_exc()}")
-                        doc["results"][read]["error"] = msg
-                        break
-                state = None
-        bench.sample_memory()
+        bench = measure(cluster, w.PAIRS, w.FUNCS, args, workdir, doc)
     finally:
-        dead = [s.name for s in cluster.services() if not s.alive]
-        if dead:
-            doc["dead_services"] = dead
-            w.log(f"WARNING: services not running at the end: {dead}")
-        cluster.stop()
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp is None:

@@ -1,12 +1,11 @@
-"""``python -m benchmarks.compare``: RingFS's benchmark workloads against RingFS, SeaweedFS and MooseFS
-on this machine, one system after the other in one invocation, printed side by side.
+"""``python -m benchmarks.compare``: RingFS's benchmark workloads against RingFS and SeaweedFS on this
+machine, one system after the other in one invocation, printed side by side.
 
 RingFS runs through ``benchmarks.workloads`` unchanged (cluster started by ``benchmarks.cluster`` exactly as
 ``python -m benchmarks`` does). SeaweedFS (``benchmarks.seaweedfs``) runs the very same workload functions
 against its filer's HTTP API (``PUT``/``GET`` by path), except ``large_write``, whose answer check is adapted
 (the filer answers ``{"name", "size"}``, not a SHA-256; the SHA-256 is still checked by ``large_read``).
-MooseFS (``benchmarks.moosefs``) has no HTTP API: the same workloads are done with plain file I/O on its
-FUSE mount. See docs/benchmark.md, "Side by side".
+Both go through ``benchmarks.runner``, as ``python -m benchmarks`` does. See docs/benchmark.md, "Side by side".
 """
 
 from __future__ import annotations
@@ -22,16 +21,16 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from pathlib import Path
 
 from benchmarks import workloads as w
 from benchmarks.httpclient import Conn
+from benchmarks.runner import measure
 
 WORKLOADS = ["small_write", "small_read", "par_write", "par_read", "large_write", "large_read"]
-PAIRS = [("small_write", "small_read"), ("par_write", "par_read"), ("large_write", "large_read")]
-SYSTEMS = ["ringfs", "seaweedfs", "moosefs"]
-TITLES = {"ringfs": "RingFS", "seaweedfs": "SeaweedFS", "moosefs": "MooseFS"}
+PAIRS = [pair for pair in w.PAIRS if pair[0] in WORKLOADS]
+SYSTEMS = ["ringfs", "seaweedfs"]
+TITLES = {"ringfs": "RingFS", "seaweedfs": "SeaweedFS"}
 # figure, workload, metric, unit
 FIGURES = [
     ("small_write", "small_write", "files_per_s", "files/s"),
@@ -65,61 +64,14 @@ def weed_large_write(b: w.Bench, rep: int) -> tuple[dict, dict]:
     return {"mb_per_s": size / secs / 1e6, "seconds": secs}, {"path": path, "size": size, "sha256": h.hexdigest()}
 
 
-# ------------------------------------------------------------------ generic runner
-
-def run_pairs(bench, funcs: dict, selected: list[str], repeat: int) -> dict:
-    """The loop of ``benchmarks.__main__``: per pair, ``repeat`` times write then read; a read selected
-    alone still needs its write (run, not reported)."""
-    results: dict[str, dict] = {}
-    for write, read in PAIRS:
-        want_w, want_r = write in selected, read in selected
-        if not (want_w or want_r):
-            continue
-        fw, fr = funcs[write]
-        if want_w:
-            results[write] = {"reps": [], "error": None}
-        if want_r:
-            results[read] = {"reps": [], "error": None}
-        for rep in range(repeat):
-            w.log(f"{write} rep {rep + 1}/{repeat}")
-            try:
-                fig, state = fw(bench, rep)
-            except Exception as exc:  # noqa: BLE001
-                msg = f"{exc.__class__.__name__}: {exc}"
-                w.log(f"{write} FAILED: {msg}\n{traceback.format_exc()}")
-                for name in (write, read):
-                    if name in results:
-                        results[name]["error"] = msg if name == write else f"skipped: {write} failed"
-                break
-            if want_w:
-                results[write]["reps"].append(fig)
-                w.log(f"  {fig}")
-            if want_r:
-                w.log(f"{read} rep {rep + 1}/{repeat}")
-                try:
-                    fig = fr(bench, rep, state)
-                    results[read]["reps"].append(fig)
-                    w.log(f"  {fig}")
-                except Exception as exc:  # noqa: BLE001
-                    msg = f"{exc.__class__.__name__}: {exc}"
-                    w.log(f"{read} FAILED: {msg}\n{traceback.format_exc()}")
-                    results[read]["error"] = msg
-                    break
-            state = None
-    return results
-
-
 def _version(system: str) -> str:
     if system == "ringfs":
         git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=w.REPO, capture_output=True,
                              text=True).stdout.strip()
         return f"git {git} (+ uncommitted changes in the tree)"
     try:
-        if system == "seaweedfs":
-            from benchmarks.seaweedfs import weed_version
-            return weed_version()
-        from benchmarks.moosefs import mfs_version
-        return mfs_version()
+        from benchmarks.seaweedfs import weed_version
+        return weed_version()
     except Exception as exc:  # noqa: BLE001
         return f"unknown ({exc.__class__.__name__}: {exc})"
 
@@ -128,17 +80,10 @@ def _start(system: str, data_dir: Path):
     """(cluster, workload functions) for one system."""
     if system == "ringfs":
         from benchmarks.cluster import start_cluster
-        funcs = {"small_write": (w.small_write, w.small_read), "par_write": (w.par_write, w.par_read),
-                 "large_write": (w.large_write, w.large_read)}
-        return start_cluster(data_dir, {}), funcs
+        return start_cluster(data_dir, {}), w.FUNCS
     if system == "seaweedfs":
         from benchmarks import seaweedfs as sw
-        funcs = {"small_write": (w.small_write, w.small_read), "par_write": (w.par_write, w.par_read),
-                 "large_write": (weed_large_write, w.large_read)}
-        return sw.WeedCluster(data_dir).start(), funcs
-    if system == "moosefs":
-        from benchmarks import moosefs as mfs
-        return mfs.MfsCluster(data_dir).start(), mfs.FUNCS
+        return sw.WeedCluster(data_dir).start(), {**w.FUNCS, "large_write": (weed_large_write, w.large_read)}
     raise ValueError(system)
 
 
@@ -154,17 +99,7 @@ def run_system(system: str, args, tmp: Path) -> dict:
         out["error"] = f"start failed: {exc.__class__.__name__}: {exc}"
         w.log(f"{system} {out['error']}\n{traceback.format_exc()}")
         return out
-    bench = w.Bench(cluster=cluster, files=args.files, large_mib=args.large_mib, workdir=workdir,
-                    run_id=uuid.uuid4().hex[:8])
-    try:
-        out["results"] = run_pairs(bench, funcs, args.selected, args.repeat)
-        bench.sample_memory()
-    finally:
-        dead = [s.name for s in cluster.services() if not s.alive]
-        if dead:
-            out["dead_services"] = dead
-            w.log(f"WARNING: {system} services not running at the end: {dead}")
-        cluster.stop()
+    bench = measure(cluster, PAIRS, funcs, args, workdir, out, f"{system} services")
     out["cpu"], out["peak_rss_mib"], out["page_cache"] = bench.cpu, bench.peak_rss, bench.cache_drop
     return out
 

@@ -7,8 +7,8 @@ filer's HTTP API: ``PUT /some/path`` with the raw body creates the file, ``GET /
 RingFS workloads (which address ``/files/<path>``) run unchanged; on the filer that is just a directory
 called ``files``.
 
-The services quack like ``shared.local_cluster.Service`` / ``LocalCluster`` as far as ``benchmarks.cluster``
-and ``benchmarks.workloads.Bench`` need (``name``, ``pid``, ``alive``, ``start``/``stop``, ``services()``,
+The services are ``shared.local_cluster.ManagedProcess``es, like RingFS's ``Service``, and the cluster quacks like
+``LocalCluster`` as far as ``benchmarks.cluster`` and ``benchmarks.workloads.Bench`` need (``services()``,
 ``apps[0]``, ``url``): the filer plays the part of RingFS's user app (it is the process restarted before
 every read phase).
 """
@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from shared.local_cluster import wait_until
+from shared.local_cluster import ManagedProcess, free_port, http_ok, port_is_free, wait_until
 
 READY_TIMEOUT = 60.0
 
@@ -47,38 +44,25 @@ def weed_version() -> str:
     return " ".join(out.split()) or "unknown"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 _used: set[int] = set()
 
 
 def free_port_pair() -> int:
-    """A port P with P and P+10000 (SeaweedFS's default gRPC port) both free on 127.0.0.1."""
+    """A port P with P and P+10000 (SeaweedFS's default gRPC port) both free on 127.0.0.1, and neither handed
+    out before by this process. Raises ``RuntimeError`` if none is found."""
     for _ in range(1000):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + 10000 < 65536 and p not in _used and p + 10000 not in _used and _port_free(p + 10000):
-            _used.update((p, p + 10000))
-            return p
-        # ephemeral ports are usually high; try a low-ish band too
-        p = 20000 + (hash((time.monotonic_ns(), _)) % 20000)
-        if p not in _used and _port_free(p) and _port_free(p + 10000):
+        p = free_port()
+        if p + 10000 < 65536 and not {p, p + 10000} & _used and port_is_free("127.0.0.1", p + 10000):
             _used.update((p, p + 10000))
             return p
     raise RuntimeError("no free port pair")
 
 
 @dataclass
-class WeedService:
+class WeedService(ManagedProcess):
+    """``weed <kind> <args>`` run in ``workdir`` (log ``<workdir>/<name>.log``), ready when ``GET ready_path``
+    answers 200; signals go to its whole process group."""
+
     kind: str  # master | volume | filer
     name: str
     port: int
@@ -89,69 +73,32 @@ class WeedService:
     env: dict = field(default_factory=dict)
     binary: str | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    ready_timeout = READY_TIMEOUT
+    ready_interval = 0.1
+    stop_timeout = 12.0  # a volume server waits 10 s after SIGTERM on purpose
+    log_tail = 2000
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def command(self) -> list[str]:
+        return [self.binary or weed_binary(), self.kind, *self.args]
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def environment(self) -> dict[str, str]:
+        return self.env
 
-    def start(self, wait: bool = True) -> "WeedService":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary or weed_binary(), self.kind, *self.args], cwd=self.workdir, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **self.env})
-        log.close()
-        if wait:
-            self.wait_ready()
-        return self
+    def cwd(self) -> Path:
+        return self.workdir
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                   + self.log_path.read_text(errors="replace")[-2000:])
-            try:
-                return httpx.get(self.url + self.ready_path, timeout=1.0,
-                                 headers={"Accept": "application/json"}).status_code == 200
-            except httpx.HTTPError:
-                return False
+    def is_ready(self) -> bool:
+        return http_ok(self.url + self.ready_path, {"Accept": "application/json"})
 
-        wait_until(ready, timeout, interval=0.1, what=f"{self.name} on {self.url}")
-
-    def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, timeout: float = 12.0) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout`` s (a volume server waits 10 s on purpose)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(5)
-        self.proc = None
+    def _send(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 class WeedCluster:

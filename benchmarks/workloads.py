@@ -1,4 +1,6 @@
-"""The workloads. Each run function does one repetition and returns a dict of raw figures."""
+"""The workloads. Each run function does one repetition and returns a dict of raw figures (a write also
+returns the state its read needs: ``write(bench, rep, **kw) -> (figures, state)``,
+``read(bench, rep, state, **kw) -> figures``). ``PAIRS`` and ``FUNCS`` say which read goes with which write."""
 
 from __future__ import annotations
 
@@ -200,7 +202,8 @@ def _cli(args: list[str]) -> float:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     secs = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[1:])} exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        raise RuntimeError(f"{' '.join(cmd[1:])} exited {proc.returncode}: "
+                           f"{(proc.stderr or proc.stdout).strip()[-500:]}")
     return secs
 
 
@@ -228,7 +231,8 @@ def tree_get(b: Bench, rep: int, state: dict) -> dict:
     have = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
     if want != have:
         raise RuntimeError(f"tree_get: {len(have)} files downloaded, {len(want)} expected "
-                           f"(missing e.g. {sorted(set(want) - set(have))[:3]}, extra e.g. {sorted(set(have) - set(want))[:3]})")
+                           f"(missing e.g. {sorted(set(want) - set(have))[:3]}, "
+                           f"extra e.g. {sorted(set(have) - set(want))[:3]})")
     diff = [r for r in want if (src / r).read_bytes() != (dst / r).read_bytes()]
     if diff:
         raise RuntimeError(f"tree_get: {len(diff)} files are not byte-identical, e.g. {diff[:3]}")
@@ -276,5 +280,23 @@ def large_read(b: Bench, rep: int, state: dict, chunk_size: int | None = None) -
         n, digest = c.get_stream_sha256(state["path"])
         secs = time.perf_counter() - t0
     if n != state["size"] or digest != state["sha256"]:
-        raise RuntimeError(f"{name}: read {n} bytes sha256 {digest}, wrote {state['size']} bytes sha256 {state['sha256']}")
+        raise RuntimeError(f"{name}: read {n} bytes sha256 {digest}, "
+                           f"wrote {state['size']} bytes sha256 {state['sha256']}")
     return {"mb_per_s": n / secs / 1e6, "seconds": secs}
+
+
+# ------------------------------------------------------------------ which read goes with which write
+
+# (write, read, extra kwargs for both): a read needs its write's data, so the write runs (untimed for the
+# report) even when only the read is selected.
+PAIRS = [
+    ("small_write", "small_read", {}),
+    ("par_write", "par_read", {}),
+    ("tree_put", "tree_get", {}),
+    ("large_write", "large_read", {}),
+    ("large_write_64k", "large_read_64k", {"chunk_size": 65536}),
+]
+# write name -> (write function, read function)
+FUNCS = {"small_write": (small_write, small_read), "par_write": (par_write, par_read),
+         "tree_put": (tree_put, tree_get), "large_write": (large_write, large_read),
+         "large_write_64k": (large_write, large_read)}

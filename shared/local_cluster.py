@@ -2,7 +2,8 @@
 
 Used by ``ringfs up``, the test fixtures and the benchmark, so all three run the same thing: a leader,
 N chunk servers and M user apps, each a separate ``python -m <service>`` process on 127.0.0.1, each
-waited for until ``GET /healthz`` answers 200.
+waited for until ``GET /healthz`` answers 200. ``ManagedProcess`` (start with a log file, wait until ready,
+stop) is the process wrapper behind ``Service``, shared with the benchmark's SeaweedFS services.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _ephemeral_port_floor() -> int:
         return 32768
 
 
-def _bindable(host: str, port: int) -> bool:
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP socket can bind ``host:port`` right now (nobody listens there)."""
     with socket.socket() as s:
         try:
             s.bind((host, port))
@@ -51,7 +53,7 @@ def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
     high = _ephemeral_port_floor() - count
     for _ in range(1000):
         first = rng.randrange(10000, high)
-        if all(_bindable(host, first + i) for i in range(count)):
+        if all(port_is_free(host, first + i) for i in range(count)):
             return first
     raise RuntimeError(f"no {count} consecutive free TCP ports found in 10000-{high + count}")
 
@@ -68,45 +70,76 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
-@dataclass
-class Service:
-    """One running service process."""
+def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    """Whether ``GET url`` answers 200 within a second (False on any HTTP or connection error)."""
+    try:
+        return httpx.get(url, timeout=1.0, headers=headers).status_code == 200
+    except httpx.HTTPError:
+        return False
 
-    kind: str  # "leader", "chunk_server" or "user_app"
+
+class ManagedProcess:
+    """One local service process on 127.0.0.1, its output appended to a log file, in a session (and process
+    group) of its own.
+
+    A subclass provides the attributes ``name``, ``port``, ``log_path`` and ``proc`` (``None`` until started)
+    and the methods ``command()`` (argv) and ``is_ready()``; it may override ``environment()`` (variables added
+    to this process's environment), ``cwd()`` and the class settings below.
+    """
+
+    ready_timeout = READY_TIMEOUT  # seconds ``wait_ready`` waits by default
+    ready_interval = 0.05  # seconds between two ``is_ready`` polls
+    stop_timeout = 10.0  # seconds ``stop`` waits after SIGTERM before SIGKILL
+    log_tail = 0  # characters of the log quoted when the process exits before it is ready
+
     name: str
     port: int
-    env: dict[str, str]
     log_path: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> "Service":
-        """Start the process (again); with ``wait``, block until ``/healthz`` answers 200."""
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {}
+
+    def cwd(self) -> Path | None:
+        return None
+
+    def is_ready(self) -> bool:
+        """Polled by ``wait_ready`` while the process runs."""
+        raise NotImplementedError
+
+    def start(self, wait: bool = True):
+        """Start the process (again); with ``wait``, block until ``is_ready()`` (see ``wait_ready``)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        env = {**os.environ, **self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.kind], env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        cwd = self.cwd()
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), cwd=cwd, env={**os.environ, **self.environment()},
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Poll ``is_ready()``. Raises ``RuntimeError`` if the process exits first, ``TimeoutError`` after
+        ``timeout`` seconds (default ``ready_timeout``)."""
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                return httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
+                msg = f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
+                if self.log_tail:
+                    msg += ":\n" + self.log_path.read_text(errors="replace")[-self.log_tail:]
+                raise RuntimeError(msg)
+            return self.is_ready()
 
-        wait_until(ready, timeout, what=f"{self.name} on {self.url}")
+        wait_until(ready, self.ready_timeout if timeout is None else timeout, interval=self.ready_interval,
+                   what=f"{self.name} on {self.url}")
 
     @property
     def alive(self) -> bool:
@@ -117,27 +150,57 @@ class Service:
         assert self.proc is not None
         return self.proc.pid
 
+    def _send(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
     def signal(self, sig: int) -> None:
+        """Send ``sig`` if the process is running."""
         if self.alive:
-            os.kill(self.pid, sig)
+            self._send(sig)
 
     def kill(self) -> None:
         """``kill -9``: no chance to clean up, as a crashed container."""
         if self.alive:
-            os.kill(self.pid, signal.SIGKILL)
+            self._send(signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    def terminate(self) -> None:
+        """SIGTERM without waiting (to stop several processes at once, then ``stop`` each)."""
+        self.signal(signal.SIGTERM)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGCONT (a frozen process cannot handle SIGTERM), SIGTERM, then SIGKILL after ``timeout`` seconds
+        (default ``stop_timeout``)."""
         if not self.alive:
             return
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGCONT)  # a frozen process cannot handle SIGTERM
-        self.proc.terminate()
+        self.signal(signal.SIGCONT)
+        self.terminate()
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@dataclass
+class Service(ManagedProcess):
+    """One RingFS service process: ``python -m <kind>`` with ``HOST``/``PORT`` set, ready when ``/healthz``
+    answers 200."""
+
+    kind: str  # "leader", "chunk_server" or "user_app"
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.kind]
+
+    def environment(self) -> dict[str, str]:
+        return {**self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+
+    def is_ready(self) -> bool:
+        return http_ok(self.url + "/healthz")
 
 
 @dataclass
