@@ -68,7 +68,9 @@ def _version(system: str) -> str:
     if system == "ringfs":
         git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=w.REPO, capture_output=True,
                              text=True).stdout.strip()
-        return f"git {git} (+ uncommitted changes in the tree)"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=w.REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return f"git {git}" + (" + uncommitted changes in the tree" if dirty else "")
     try:
         from benchmarks.seaweedfs import weed_version
         return weed_version()
