@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from typing import Any
+from typing import Any, AsyncGenerator, AsyncIterator
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
@@ -110,8 +110,20 @@ async def get_file(path: str, request: Request) -> Response:
         return Response(status_code=status, headers=headers, media_type=media_type)
     if size == 0:
         return Response(b"", status_code=status, headers=headers, media_type=media_type)
-    return StreamingResponse(reader.stream(view, start, end), status_code=status, headers=headers,
-                             media_type=media_type)
+    blocks = reader.stream(view, start, end)
+    # The first piece is fetched before any header is sent: a file whose chunks have no reachable copy
+    # is a 503 with a JSON error, not a 200 whose body breaks off (the whole of a file up to PIECE_SIZE).
+    first = await anext(blocks)
+    return StreamingResponse(_chain(first, blocks), status_code=status, headers=headers, media_type=media_type)
+
+
+async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for block in rest:
+            yield block
+    finally:
+        await rest.aclose()  # cancels its read-ahead if the client went away
 
 
 @router.delete("/files/{path:path}", status_code=204)
