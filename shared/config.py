@@ -118,6 +118,10 @@ class UserAppSettings(ServiceSettings):
     piece_size: int = Field(default=1024 * 1024, ge=1024)
     pieces_in_flight: int = Field(default=3, ge=1, le=64)
     request_timeout: float = Field(default=30.0, gt=0)
+    # Bytes of verified chunks kept by digest for later reads (0 disables), and the largest file, in
+    # bytes, whose chunks are admitted (user_app/chunk_cache.py).
+    chunk_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    chunk_cache_max_file: int = Field(default=1024 * 1024, ge=0)
     # Test-only fault injection: crash the process right after the named 2PC phase (1-3).
     crash_after_phase: int = Field(default=0, ge=0, le=3)
 

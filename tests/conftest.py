@@ -22,6 +22,9 @@ FAST_ENV = {
     "SWEEP_INTERVAL": "0.5",
     "RING_TTL": "0.5",
     "LOG_LEVEL": "INFO",
+    # Reads go to the chunk servers every time, so the fault tests exercise fallback and repair rather
+    # than the user app's chunk cache; tests/test_chunk_cache.py turns the cache on.
+    "CHUNK_CACHE_BYTES": "0",
 }
 
 

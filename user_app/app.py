@@ -11,6 +11,7 @@ from shared.http import JSONResponse
 from shared.config import UserAppSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
+from user_app.chunk_cache import ChunkCache
 from user_app.peers import PeerClient
 from user_app.placement import RingCache
 from user_app.reader import ChunkReader
@@ -36,7 +37,8 @@ class Services:
             rings=rings,
             writer=WriteCoordinator(peers, rings, settings.piece_size, settings.pieces_in_flight,
                                     settings.crash_after_phase),
-            reader=ChunkReader(peers, rings, settings.piece_size, settings.pieces_in_flight),
+            reader=ChunkReader(peers, rings, settings.piece_size, settings.pieces_in_flight,
+                               ChunkCache(settings.chunk_cache_bytes), settings.chunk_cache_max_file),
         )
 
 

@@ -284,7 +284,8 @@ async def _fetch_files(services: Any, placement: Any, files: list[_Entry]) -> No
     what fetch raises."""
     wanted = list(dict.fromkeys(d for e in files for d in _digest_list(e.digests)))
     replication = max(e.meta.get("replication", placement.replication_factor) for e in files)  # type: ignore[union-attr]
-    datas = await services.reader.fetch(placement, wanted, replication)
+    cacheable = max(e.meta["size"] for e in files) <= services.reader.cache_max_file  # type: ignore[index]
+    datas = await services.reader.fetch(placement, wanted, replication, cacheable=cacheable)
     got = dict(zip(wanted, datas))
     for e in files:
         content = b"".join([got[d] for d in _digest_list(e.digests)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 BYTES_IN = Counter("ringfs_user_bytes_in_total", "File bytes received from clients and stored")
 BYTES_OUT = Counter("ringfs_user_bytes_out_total", "File bytes sent to clients")
@@ -12,3 +12,6 @@ CHUNK_FALLBACKS = Counter("ringfs_user_chunk_fallbacks_total",
 CORRUPT_COPIES = Counter("ringfs_user_corrupt_copies_total", "Chunk copies whose SHA-256 did not match")
 COMMIT_REQUESTS = Counter("ringfs_user_chunk_commit_requests_total",
                           "Phase-3 commit requests sent to chunk servers (group commit coalesces them)")
+CHUNK_CACHE_LOOKUPS = Counter("ringfs_user_chunk_cache_lookups_total",
+                              "Chunk lookups in the user app's chunk cache, by result", ["result"])
+CHUNK_CACHE_BYTES = Gauge("ringfs_user_chunk_cache_bytes", "Chunk bytes held in the user app's chunk cache")

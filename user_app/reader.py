@@ -5,7 +5,8 @@ ring if failed to read from closest").
 Chunks are fetched a piece at a time, each piece batched per server with servers in parallel, and a
 bounded window of pieces read ahead, so a download streams in order with flat memory whatever the file
 size. Every chunk is verified against its SHA-256 digest; a missing or corrupt copy, or a server that
-fails, sends the chunk to its next candidate.
+fails, sends the chunk to its next candidate. Chunks of small files are kept in a by-digest cache
+(``user_app/chunk_cache.py``), so a document many people read costs its chunk servers one read per user app.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import AsyncIterator
 from shared.errors import Unavailable
 from shared.protocol import DIGEST_SIZE, iter_frames
 from shared.ring import ServerInfo, ServerState
+from user_app.chunk_cache import ChunkCache
 from user_app.metrics import BYTES_OUT, CHUNK_FALLBACKS, CORRUPT_COPIES
 from user_app.peers import PeerClient
 from user_app.placement import Placement, RingCache
@@ -52,11 +54,14 @@ class FileView:
 class ChunkReader:
     """Fetches and verifies chunks; shared by all requests of a user app."""
 
-    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int) -> None:
+    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int,
+                 cache: ChunkCache | None = None, cache_max_file: int = 0) -> None:
         self.peers = peers
         self.rings = rings
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
+        self.cache = cache or ChunkCache(0)
+        self.cache_max_file = cache_max_file  # bytes: files up to this size have their chunks cached
         self._repairs: set[asyncio.Task] = set()  # read-repair calls in flight (kept from being collected)
 
     async def open(self, path: str, version: int | None) -> FileView:
@@ -75,6 +80,7 @@ class ChunkReader:
         first, last = start // cs, end // cs
         per_piece = max(1, self.piece_size // cs)
         placement = await self.rings.get()
+        cacheable = view.size <= self.cache_max_file
         window: deque[tuple[int, asyncio.Task]] = deque()
         next_index = first
         try:
@@ -82,8 +88,9 @@ class ChunkReader:
                 while next_index <= last and len(window) < self.pieces_in_flight:
                     stop = min(last + 1, next_index + per_piece)
                     digests = [view.digest(i) for i in range(next_index, stop)]
+                    replication = view.meta.get("replication", placement.replication_factor)
                     window.append((next_index, asyncio.create_task(
-                        self.fetch(placement, digests, view.meta.get("replication", placement.replication_factor)))))
+                        self.fetch(placement, digests, replication, cacheable=cacheable))))
                     next_index = stop
                 base, task = window.popleft()
                 datas = await task
@@ -100,7 +107,24 @@ class ChunkReader:
             for _, task in window:
                 task.cancel()
 
-    async def fetch(self, placement: Placement, digests: list[bytes], replication: int) -> list[bytes]:
+    async def fetch(self, placement: Placement, digests: list[bytes], replication: int,
+                    cacheable: bool = False) -> list[bytes]:
+        """The verified bytes of each of ``digests``, in order. With ``cacheable``, chunks in the chunk
+        cache are not fetched and the fetched ones are cached. Raises :class:`Unavailable` for a chunk no
+        candidate can serve."""
+        if not cacheable:
+            return await self.fetch_from_servers(placement, digests, replication)
+        out = self.cache.get_many(digests)
+        missing = [i for i, data in enumerate(out) if data is None]
+        if missing:
+            wanted = [digests[i] for i in missing]
+            fetched = await self.fetch_from_servers(placement, wanted, replication)
+            for i, data in zip(missing, fetched):
+                out[i] = data
+            self.cache.put_many(wanted, fetched)
+        return out  # type: ignore[return-value]
+
+    async def fetch_from_servers(self, placement: Placement, digests: list[bytes], replication: int) -> list[bytes]:
         """Fetch ``digests`` (in order) from the ring, batched per server, with fallback along each
         chunk's read candidates. Raises :class:`Unavailable` for a chunk no candidate can serve."""
         ring = placement.ring
