@@ -81,6 +81,7 @@ class ChunkReader:
         per_piece = max(1, self.piece_size // cs)
         placement = await self.rings.get()
         cacheable = view.size <= self.cache_max_file
+        replication = view.meta.get("replication", placement.replication_factor)
         window: deque[tuple[int, asyncio.Task]] = deque()
         next_index = first
         try:
@@ -88,7 +89,6 @@ class ChunkReader:
                 while next_index <= last and len(window) < self.pieces_in_flight:
                     stop = min(last + 1, next_index + per_piece)
                     digests = [view.digest(i) for i in range(next_index, stop)]
-                    replication = view.meta.get("replication", placement.replication_factor)
                     window.append((next_index, asyncio.create_task(
                         self.fetch(placement, digests, replication, cacheable=cacheable))))
                     next_index = stop
