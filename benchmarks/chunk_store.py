@@ -1,7 +1,9 @@
 """Micro-benchmark of the chunk store: prepare + commit of 1024 x 1 KiB chunks per txn, and bytes on disk
-per byte stored. ``python -m benchmarks.chunk_store [--txns 100] [--rounds 3] [--store path/to/store.py]``
-(``--store`` loads another version of ``store.py``, e.g. ``git show HEAD~1:chunk_server/store.py``, to
-compare layouts on the same machine; the best round is reported because other work adds noise)."""
+per byte stored. ``python -m benchmarks.chunk_store [--txns 100] [--rounds 3] [--store PATH]``
+(``--store`` loads another version of the store to compare layouts on the same machine: a single-file
+``store.py`` from before the package split, e.g. ``git show REV:chunk_server/store.py > /tmp/store.py``, or
+a ``store/`` package directory, e.g. ``git archive REV chunk_server/store | tar -x -C /tmp/old`` then
+``--store /tmp/old/chunk_server/store``; the best round is reported because other work adds noise)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,37 @@ import sqlite3
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
-from shared.protocol import sha256
+from shared.protocol.frames import sha256
 
 CHUNKS_PER_TXN = 1024
 CHUNK_SIZE = 1024
 
 
-def load_store(path: str | None):
+def load_store(path: str | None) -> types.ModuleType:
+    """The store to benchmark, a module with a ``ChunkStore``: the package ``chunk_server.store`` when
+    ``path`` is None; else the package directory ``path`` (its modules import each other relatively, so
+    they load from there) or the single-file store ``path``. Raises ``ImportError`` / ``OSError`` if it
+    cannot be loaded."""
     if path is None:
-        from chunk_server import store
-        return store
-    spec = importlib.util.spec_from_file_location("bench_store_module", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_store_module"] = module
-    spec.loader.exec_module(module)
+        return importlib.import_module("chunk_server.store")
+    location, name = Path(path), "bench_store_module"
+    if location.is_dir():
+        spec = importlib.util.spec_from_file_location(name, location / "__init__.py",
+                                                      submodule_search_locations=[str(location)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        # Single-file stores predate the shared.protocol package: what they imported from the flat
+        # module (ChunkPresence, sha256) now lives in shared.protocol.frames.
+        source = location.read_text().replace("from shared.protocol import ", "from shared.protocol.frames import ")
+        module = types.ModuleType(name)
+        module.__file__ = str(location)
+        sys.modules[name] = module
+        exec(compile(source, str(location), "exec"), module.__dict__)
     return module
 
 
@@ -64,7 +81,7 @@ def main() -> None:
     module = load_store(args.store)
     results = [asyncio.run(one_round(module, args.txns)) for _ in range(args.rounds)]
     rate, prep, comm, ratio = max(results)
-    print(f"{args.store or 'chunk_server/store.py'}: {rate:,.0f} chunks/s prepare+commit "
+    print(f"{args.store or 'chunk_server/store/'}: {rate:,.0f} chunks/s prepare+commit "
           f"(prepare {prep:.1f} ms, commit {comm:.1f} ms per {CHUNKS_PER_TXN}-chunk txn), "
           f"{ratio:.3f} bytes on disk per byte")
 

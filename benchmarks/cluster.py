@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from shared.local_cluster import LocalCluster, Service
+from user_app.client.local_cluster import LocalCluster, Service
 
 
 def start_cluster(data_dir: Path, env: dict[str, str]) -> LocalCluster:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.httpclient import Conn
-from shared.local_cluster import LocalCluster
+from user_app.client.local_cluster import LocalCluster
 
 
 def read_passes(url: str, files: dict[str, bytes], passes: int) -> list[float]:

@@ -7,7 +7,7 @@ filer's HTTP API: ``PUT /some/path`` with the raw body creates the file, ``GET /
 RingFS workloads (which address ``/files/<path>``) run unchanged; on the filer that is just a directory
 called ``files``.
 
-The services are ``shared.local_cluster.ManagedProcess``es, like RingFS's ``Service``, and the cluster quacks like
+The services are ``user_app.client.local_cluster.ManagedProcess``es, like RingFS's ``Service``, and the cluster quacks like
 ``LocalCluster`` as far as ``benchmarks.cluster`` and ``benchmarks.workloads.Bench`` need (``services()``,
 ``apps[0]``, ``url``): the filer plays the part of RingFS's user app (it is the process restarted before
 every read phase).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.local_cluster import ManagedProcess, free_port, http_ok, port_is_free, wait_until
+from user_app.client.local_cluster import ManagedProcess, free_port, http_ok, port_is_free, wait_until
 
 READY_TIMEOUT = 60.0
 

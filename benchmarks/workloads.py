@@ -197,7 +197,7 @@ def par_read(b: Bench, rep: int, state: dict) -> dict:
 # ------------------------------------------------------------------ trees through the CLI
 
 def _cli(args: list[str]) -> float:
-    cmd = [sys.executable, "-m", "user_app.cli", *args]
+    cmd = [sys.executable, "-m", "user_app.client.cli", *args]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     secs = time.perf_counter() - t0

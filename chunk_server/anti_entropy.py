@@ -16,12 +16,12 @@ import time
 from collections import defaultdict
 
 from chunk_server.pacing import TokenBucket
-from chunk_server.peers import PeerClient
-from chunk_server.ring_client import RingClient
 from chunk_server.store import ChunkStore
 from shared.errors import RingFSError
-from shared.protocol import ChunkPresence, encode_frames
-from shared.ring import Ring, chunk_position
+from shared.protocol.frames import ChunkPresence, encode_frames
+from shared.ring import Ring
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.ring_cache import RingCache
 
 log = logging.getLogger("ringfs.chunk_server.anti_entropy")
 
@@ -33,9 +33,9 @@ KEYS = ("pass", "epoch", "cursor", "checked", "pushed", "dropped", "last_pass_co
 class AntiEntropy:
     """The walk; :meth:`step` does one batch, :meth:`run` loops forever."""
 
-    def __init__(self, store: ChunkStore, ring: RingClient, peers: PeerClient, batch: int,
+    def __init__(self, store: ChunkStore, rings: RingCache, chunks: ChunkClient, server_id: str, batch: int,
                  bytes_per_sec: float, interval: float, chunks_per_sec: float) -> None:
-        self.store, self.ring, self.peers = store, ring, peers
+        self.store, self.rings, self.chunks, self.server_id = store, rings, chunks, server_id
         self.batch = batch
         self.bucket = TokenBucket(bytes_per_sec)  # bytes pushed
         self.check_bucket = TokenBucket(chunks_per_sec)  # chunks compared: the walk itself costs CPU here and at peers
@@ -47,7 +47,7 @@ class AntiEntropy:
         return {k: meta.get(PREFIX + k, None if k in ("epoch", "last_pass_completed_at") else 0) for k in KEYS}
 
     async def run(self) -> None:
-        await self.ring.wait_ready()
+        await self.rings.wait_ready()
         while True:
             try:
                 if not await self.step():
@@ -64,18 +64,21 @@ class AntiEntropy:
     async def _rest(self) -> None:
         """Pause ``interval`` seconds after a full pass, or less: a ring epoch change (a server joined or
         was removed) starts the next pass at once."""
-        epoch = self.ring.ring.epoch if self.ring.ring is not None else None
+        placement = self.rings.current
+        epoch = placement.epoch if placement is not None else None
         deadline = time.monotonic() + self.interval
         while (now := time.monotonic()) < deadline:
-            if self.ring.ring is not None and self.ring.ring.epoch != epoch:
+            placement = self.rings.current
+            if placement is not None and placement.epoch != epoch:
                 return
             await asyncio.sleep(min(1.0, deadline - now))
 
     async def step(self) -> bool:
         """Handle the next batch. False when a pass just completed (the walk then rests)."""
-        ring, rf = self.ring.ring, self.ring.replication_factor
-        if ring is None:
+        placement = self.rings.current
+        if placement is None:
             return False
+        ring, rf = placement.ring, placement.replication_factor
         meta = await self.store.get_meta([PREFIX + "cursor", PREFIX + "epoch"])
         cursor = int(meta.get(PREFIX + "cursor", 0))
         if meta.get(PREFIX + "epoch") != ring.epoch:
@@ -97,7 +100,7 @@ class AntiEntropy:
 
     async def sync(self, digests: list[bytes], ring: Ring, rf: int) -> tuple[int, int]:
         """Steps 1-3 for ``digests`` (held committed here). Returns ``(copies pushed, copies dropped)``."""
-        me = self.ring.server_id
+        me = self.server_id
         wanted: dict[str, list[bytes]] = defaultdict(list)  # peer -> digests it should hold
         urls: dict[str, str] = {}
         misplaced: list[bytes] = []
@@ -109,12 +112,12 @@ class AntiEntropy:
                 if s.server_id != me:
                     wanted[s.server_id].append(d)
                     urls[s.server_id] = s.url
-            if me not in prefs[d] and len(pref) == rf and me not in _owner_ids(ring, d, rf):
+            if me not in prefs[d] and len(pref) == rf and me not in {s.server_id for s in ring.owners(d, rf)}:
                 misplaced.append(d)
 
         # 1. one exists request per peer
         peers = list(wanted)
-        answers = await asyncio.gather(*(self.peers.rpc_chunks_exist(urls[p], wanted[p]) for p in peers),
+        answers = await asyncio.gather(*(self.chunks.rpc_exists(urls[p], wanted[p]) for p in peers),
                                        return_exceptions=True)
         confirmed: dict[str, set[bytes]] = defaultdict(set)
         lacking: dict[str, list[bytes]] = {}
@@ -140,7 +143,7 @@ class AntiEntropy:
                 body = encode_frames(frames)
                 await self.bucket.consume(len(body))
                 try:
-                    await self.peers.rpc_replicate_chunks(urls[peer], body)
+                    await self.chunks.rpc_replicate(urls[peer], body)
                 except RingFSError as exc:
                     log.warning("anti-entropy: replicate to %s failed: %s", peer, exc)
                     continue
@@ -155,13 +158,3 @@ class AntiEntropy:
         if dropped:
             log.info("handoff: dropped %d misplaced chunk copies", dropped, extra={"chunks": dropped})
         return pushed, dropped
-
-
-def _owner_ids(ring: Ring, digest: bytes, rf: int) -> set[str]:
-    """owners(d): the first ``rf`` distinct ring members clockwise, whatever their health."""
-    out = set()
-    for s in ring.walk_ring(chunk_position(digest)):
-        out.add(s.server_id)
-        if len(out) == rf:
-            break
-    return out

@@ -16,9 +16,8 @@ from fastapi import FastAPI
 
 from chunk_server.anti_entropy import AntiEntropy
 from chunk_server.gc import GarbageCollector, schedule_gc
-from chunk_server.peers import PeerClient
+from chunk_server.metrics import refresh_from
 from chunk_server.registration import Registration
-from chunk_server.ring_client import RingClient
 from chunk_server.routes import router
 from chunk_server.scrub import Scrubber
 from chunk_server.store import ChunkStore
@@ -26,7 +25,10 @@ from chunk_server.sweeper import schedule_sweeper
 from shared.config import ChunkServerSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
-from chunk_server.metrics import refresh_from
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.leader_client import LeaderClient
+from shared.rpc.ring_cache import RingCache
+from shared.rpc.transport import Transport
 
 
 def create_app(settings: ChunkServerSettings) -> FastAPI:
@@ -34,21 +36,23 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = ChunkStore(settings.data_dir, fsync=settings.fsync)
+        transport = Transport(settings.peer_timeout)
+        chunks, leader = ChunkClient(transport), LeaderClient(transport, settings.leader_url)
         scheduler = AsyncIOScheduler()
-        registration = Registration(settings, scheduler)
+        registration = Registration(settings, scheduler, leader)
+        me = registration.server_id
         app.state.settings, app.state.store, app.state.registration = settings, store, registration
         schedule_sweeper(scheduler, store, settings.pending_ttl, settings.sweep_interval)
-        peers = PeerClient(settings.leader_url, settings.peer_timeout)
-        ring = RingClient(peers, registration.server_id, settings.ring_refresh)
-        app.state.scrubber = Scrubber(store, ring, peers, settings.scrub_bytes_per_sec, settings.scrub_interval)
-        app.state.anti_entropy = AntiEntropy(store, ring, peers, settings.anti_entropy_batch,
+        rings = RingCache(leader, settings.ring_refresh)
+        app.state.scrubber = Scrubber(store, rings, chunks, me, settings.scrub_bytes_per_sec, settings.scrub_interval)
+        app.state.anti_entropy = AntiEntropy(store, rings, chunks, me, settings.anti_entropy_batch,
                                              settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval,
                                              settings.anti_entropy_chunks_per_sec)
-        schedule_gc(scheduler, GarbageCollector(store, peers, settings.gc_grace), settings.gc_interval)
+        schedule_gc(scheduler, GarbageCollector(store, leader, settings.gc_grace), settings.gc_interval)
         scheduler.start()
         registration.start()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
-            ("ring-refresh", ring.run()), ("anti-entropy", app.state.anti_entropy.run()),
+            ("ring-refresh", rings.run()), ("anti-entropy", app.state.anti_entropy.run()),
             ("scrub", app.state.scrubber.run()))]
         try:
             yield
@@ -58,7 +62,7 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await registration.close()
             scheduler.shutdown(wait=False)
-            await peers.close()
+            await transport.aclose()
             store.close()
 
     app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -14,9 +14,9 @@ import time
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from chunk_server.peers import PeerClient
 from chunk_server.store import ChunkStore
 from shared.errors import RingFSError
+from shared.rpc.leader_client import LeaderClient
 
 log = logging.getLogger("ringfs.chunk_server.gc")
 
@@ -29,8 +29,8 @@ JOB_ID = "gc"
 class GarbageCollector:
     """One GC round at a time; counters ``gc_deleted``, ``gc_bytes``, ``gc_rounds`` in ``meta``."""
 
-    def __init__(self, store: ChunkStore, peers: PeerClient, grace: float) -> None:
-        self.store, self.peers, self.grace = store, peers, grace
+    def __init__(self, store: ChunkStore, leader: LeaderClient, grace: float) -> None:
+        self.store, self.leader, self.grace = store, leader, grace
 
     async def run_round(self) -> tuple[int, int]:
         """One round; returns ``(chunks deleted, bytes deleted)``. A leader error ends the round early
@@ -43,7 +43,7 @@ class GarbageCollector:
                 if not rows:
                     break
                 after = rows[-1][0]
-                unreferenced = await self.peers.rpc_gc_unreferenced([d for _, d in rows])
+                unreferenced = await self.leader.rpc_gc_unreferenced([d for _, d in rows])
                 if unreferenced:
                     removed = await self.store.gc_delete(unreferenced, t0)
                     deleted, freed = deleted + removed.count, freed + removed.bytes

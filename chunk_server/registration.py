@@ -17,11 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from shared.config import ChunkServerSettings
-from shared.protocol import RegistrationResult, ServerRegistration
+from shared.errors import RingFSError, Unavailable
+from shared.protocol.models import RegistrationResult, ServerRegistration
+from shared.rpc.leader_client import LeaderClient
 
 log = logging.getLogger("ringfs.chunk_server.registration")
 
@@ -30,7 +31,7 @@ SERVER_ID_FILE = "server_id"
 # so a long leader outage costs one small request every few seconds.
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
-REQUEST_TIMEOUT = 5.0
+REGISTRATION_TIMEOUT = 5.0  # seconds one registration request may take before it is retried
 # The leader is presumed to have given up on us after this many health-check intervals of silence (it
 # removes a server after 5 misses; re-registering after 3 rejoins sooner without racing a slow check).
 SILENCE_INTERVALS = 3
@@ -64,14 +65,14 @@ class Registration:
     latest successful registration); ``health_check_interval`` comes from the leader's answer.
     """
 
-    def __init__(self, settings: ChunkServerSettings, scheduler: AsyncIOScheduler) -> None:
+    def __init__(self, settings: ChunkServerSettings, scheduler: AsyncIOScheduler, leader: LeaderClient) -> None:
         self.settings = settings
         self.scheduler = scheduler
+        self.leader = leader
         self.server_id = load_or_create_server_id(settings.data_dir)
         self.health_check_interval: float | None = None
         self.last_health_check = time.monotonic()
         self.epoch: int | None = None
-        self._client = httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
         self._task: asyncio.Task | None = None
 
     def record_health_check(self) -> None:
@@ -90,7 +91,6 @@ class Registration:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        await self._client.aclose()
 
     def _registration(self) -> ServerRegistration:
         capacity = self.settings.capacity_bytes or shutil.disk_usage(self.settings.data_dir).free
@@ -100,21 +100,17 @@ class Registration:
     async def _register_until_done(self) -> RegistrationResult:
         """``POST {LEADER_URL}/servers`` until the leader accepts, with capped exponential backoff."""
         delay, attempts = BACKOFF_START, 0
-        url = self.settings.leader_url + "/servers"
         while True:
             attempts += 1
             try:
-                resp = await self._client.post(url, json=self._registration().model_dump())
-                if resp.status_code == 200:
-                    result = RegistrationResult.model_validate_json(resp.content)
-                    self._registered(result)
-                    return result
-                log.warning("leader refused registration (%d): %s", resp.status_code, resp.text[:200])
-            except httpx.HTTPError as exc:
+                result = await self.leader.rpc_register(self._registration(), timeout=REGISTRATION_TIMEOUT)
+                self._registered(result)
+                return result
+            except Unavailable as exc:
                 if attempts == 1 or attempts % 20 == 0:
-                    log.warning("leader %s unreachable (%s); retrying", url, type(exc).__name__)
-            except ValueError as exc:  # the leader answered something we cannot parse
-                log.warning("bad registration answer from leader: %s", exc)
+                    log.warning("%s; retrying", exc)
+            except RingFSError as exc:  # refused, or an answer we cannot parse
+                log.warning("leader refused registration (%d): %s", exc.status, exc.message)
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP)
 

@@ -18,27 +18,26 @@ from chunk_server.registration import Registration
 from chunk_server.store import ChunkStore
 from shared.bodies import read_body
 from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError
-from shared.protocol import (
-    DIGEST_SIZE, HEALTH_CHECK_HEADER, OCTET_STREAM, encode_frames, iter_frames, iter_txn_sections,
-    parse_hex_digest, unpack_digests,
+from shared.protocol.frames import (
+    DIGEST_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest, unpack_digests,
+)
+from shared.protocol.rules import (
+    HEALTH_CHECK_HEADER, MAX_DIGESTS_PER_REQUEST, MAX_SECTIONS_ACCEPTED, MAX_TXNS_PER_REQUEST, OCTET_STREAM,
+    TXN_ID_PATTERN,
 )
 
-TXN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # A prepare batch is ~1 MiB in practice; 256 MiB bounds memory while letting 4 MiB chunks batch.
 MAX_PREPARE_BODY = 256 * 1024 * 1024
-MAX_DIGESTS = 65536  # per read / exists request: 64 MiB of 1 KiB chunks in one answer
 # Batches above this are hashed in a worker thread so the event loop keeps serving (hashlib releases the
 # GIL for large buffers); below it the thread hop costs more than the hashing.
 HASH_IN_THREAD_BYTES = 256 * 1024
-MAX_TXNS_PER_REQUEST = 10_000
-MAX_SECTIONS = 4096  # per /chunks/prepare-many request; the user app's batcher sends at most 64
 
 router = APIRouter()
 TxnId = Annotated[str, Field(pattern=TXN_ID_PATTERN)]
 
 
-class TxnIds(BaseModel):
-    """Body of ``/chunks/commit`` and ``/chunks/abort``."""
+class TxnIdsBody(BaseModel):
+    """Body of ``/chunks/commit`` and ``/chunks/abort``: ``{"txn_ids": [...]}``, each id checked."""
 
     txn_ids: list[TxnId] = Field(max_length=MAX_TXNS_PER_REQUEST)
 
@@ -56,8 +55,8 @@ def binary(content: bytes) -> Response:
 
 
 async def read_digests(request: Request) -> list[bytes]:
-    """Packed digests of a read / exists request; 400 when malformed, 413 beyond ``MAX_DIGESTS``."""
-    return unpack_digests(await read_body(request, MAX_DIGESTS * DIGEST_SIZE))
+    """Packed digests of a read / exists request; 400 when malformed, 413 beyond ``MAX_DIGESTS_PER_REQUEST``."""
+    return unpack_digests(await read_body(request, MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE))
 
 
 def decode_verified(body: bytes, max_chunk_size: int) -> list[tuple[bytes, memoryview]]:
@@ -79,8 +78,8 @@ def decode_sections_verified(body: bytes, max_chunk_size: int
     in body order. A bad frame or digest mismatch fails only its section; a malformed section structure
     (truncation, bad txn id) fails the whole request with :class:`BadRequest`."""
     sections = list(iter_txn_sections(body))
-    if len(sections) > MAX_SECTIONS:
-        raise BadRequest(f"{len(sections)} sections exceed the limit of {MAX_SECTIONS}")
+    if len(sections) > MAX_SECTIONS_ACCEPTED:
+        raise BadRequest(f"{len(sections)} sections exceed the limit of {MAX_SECTIONS_ACCEPTED}")
     out: list[tuple[str, list[tuple[bytes, memoryview]] | RingFSError]] = []
     for txn_id, frames in sections:
         try:
@@ -145,13 +144,13 @@ async def handle_prepare_many(request: Request) -> dict:
 
 
 @router.post("/chunks/commit")
-async def handle_commit(request: Request, body: TxnIds) -> dict:
+async def handle_commit(request: Request, body: TxnIdsBody) -> dict:
     """Phase 3: make the txns' pending chunks readable."""
     return {"committed": await _store(request).commit(body.txn_ids)}
 
 
 @router.post("/chunks/abort")
-async def handle_abort(request: Request, body: TxnIds) -> dict:
+async def handle_abort(request: Request, body: TxnIdsBody) -> dict:
     return {"aborted": await _store(request).abort(body.txn_ids)}
 
 
@@ -183,12 +182,7 @@ async def handle_get_chunk(request: Request, chunk_id: str) -> Response:
 async def handle_replicate(request: Request) -> dict:
     """Anti-entropy push / repair: store hash-checked chunk frames committed at once. 422 on a mismatch,
     and then nothing of the batch is stored."""
-    body = await read_body(request, MAX_PREPARE_BODY)
-    max_chunk_size = request.app.state.settings.max_chunk_size
-    if len(body) > HASH_IN_THREAD_BYTES:
-        chunks = await asyncio.to_thread(decode_verified, body, max_chunk_size)
-    else:
-        chunks = decode_verified(body, max_chunk_size)
+    chunks = await _decode_checked(request, decode_verified)
     return {"stored": await _store(request).replicate(chunks)}
 
 

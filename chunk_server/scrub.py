@@ -16,10 +16,10 @@ import time
 from collections import defaultdict
 
 from chunk_server.pacing import TokenBucket
-from chunk_server.peers import PeerClient
-from chunk_server.ring_client import RingClient
 from chunk_server.store import ChunkStore
 from shared.errors import RingFSError
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.ring_cache import RingCache
 
 log = logging.getLogger("ringfs.chunk_server.scrub")
 
@@ -34,9 +34,9 @@ CURSOR, PASS, LAST_PASS = "scrub.cursor", "scrub.pass", "scrub.last_pass_complet
 class Scrubber:
     """Verifies chunks and repairs bad ones from their other replicas."""
 
-    def __init__(self, store: ChunkStore, ring: RingClient, peers: PeerClient, bytes_per_sec: float,
-                 interval: float) -> None:
-        self.store, self.ring, self.peers = store, ring, peers
+    def __init__(self, store: ChunkStore, rings: RingCache, chunks: ChunkClient, server_id: str,
+                 bytes_per_sec: float, interval: float) -> None:
+        self.store, self.rings, self.chunks, self.server_id = store, rings, chunks, server_id
         self.bucket = TokenBucket(bytes_per_sec)
         self.interval = interval
         self._lock = asyncio.Lock()  # a verify request and the background pass never repair the same batch twice
@@ -67,12 +67,12 @@ class Scrubber:
         if not digests:
             return 0
         try:  # just after a restart the first ring fetch may still be under way
-            ring = self.ring.ring or await asyncio.wait_for(self.ring.wait_ready(), RING_WAIT)
+            placement = self.rings.current or await asyncio.wait_for(self.rings.wait_ready(), RING_WAIT)
         except asyncio.TimeoutError:
             log.error("no ring yet: %d quarantined chunks wait for anti-entropy to restore them", len(digests))
             return 0
-        rf = self.ring.replication_factor
-        candidates = {d: [s for s in ring.read_candidates(d, rf) if s.server_id != self.ring.server_id]
+        ring, rf = placement.ring, placement.replication_factor
+        candidates = {d: [s for s in ring.read_candidates(d, rf) if s.server_id != self.server_id]
                       for d in digests}
         missing, repaired = set(digests), 0
         while missing:
@@ -85,7 +85,7 @@ class Scrubber:
                     urls[server.server_id] = server.url
             if not batches:
                 break
-            results = await asyncio.gather(*(self.peers.rpc_read_chunks(urls[sid], ds) for sid, ds in batches.items()),
+            results = await asyncio.gather(*(self.chunks.rpc_read_verified(urls[sid], ds) for sid, ds in batches.items()),
                                            return_exceptions=True)
             found: dict[bytes, bytes] = {}
             for sid, result in zip(batches, results):
@@ -104,7 +104,7 @@ class Scrubber:
 
     async def run(self) -> None:
         """Scrub forever: one pass over every committed chunk, then ``interval`` seconds of rest."""
-        await self.ring.wait_ready()  # repairs need the ring
+        await self.rings.wait_ready()  # repairs need the ring
         while True:
             try:
                 if not await self.step():

@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` builds it; the lifespan opens the metadata store, loads the cached ring, starts
 APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s), pending sweeper and trash purge
-(both every ``SWEEP_INTERVAL`` s), and closes all of it on shutdown. The one ``httpx.AsyncClient``
-(``app.state.http``) serves the health checks and fsck. The schema must already be at Alembic ``head``
+(both every ``SWEEP_INTERVAL`` s), and closes all of it on shutdown. One RPC transport
+(``shared.rpc``; ``app.state.chunks`` is its chunk-server client) serves the health checks and fsck. The schema must already be at Alembic ``head``
 (``leader.migrations.run_migrations``, called by ``python -m leader``).
 """
 
@@ -13,7 +13,6 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from shared.http import JSONResponse
@@ -26,12 +25,15 @@ from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
 from leader.metrics import refresh_from
-from shared.protocol import RING_EPOCH_HEADER
+from shared.protocol.rules import RING_EPOCH_HEADER
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.transport import Transport
 
 log = logging.getLogger("ringfs.leader")
 
-# Connections kept to chunk servers for health checks and fsck: one per server is plenty.
-HEALTH_CHECK_MAX_CONNECTIONS = 256
+# Seconds one fsck presence request to a chunk server may take (leader/fsck.py); health checks and the
+# other calls give their own timeout.
+PEER_TIMEOUT = 30.0
 
 
 class EpochHeaderMiddleware:
@@ -64,10 +66,11 @@ def create_app(settings: LeaderSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.database_url)
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=HEALTH_CHECK_MAX_CONNECTIONS))
-        membership = Membership(settings, store, http)
+        transport = Transport(PEER_TIMEOUT)
+        chunks = ChunkClient(transport)
+        membership = Membership(settings, store, chunks)
         await membership.load()
-        app.state.store, app.state.membership, app.state.http = store, membership, http
+        app.state.store, app.state.membership, app.state.chunks = store, membership, chunks
         scheduler = AsyncIOScheduler()
         soon = datetime.now() + timedelta(seconds=min(settings.health_check_interval, 1.0))
         scheduler.add_job(membership.run_health_checks, "interval", seconds=settings.health_check_interval,
@@ -82,7 +85,7 @@ def create_app(settings: LeaderSettings) -> FastAPI:
             yield
         finally:
             scheduler.shutdown(wait=False)
-            await http.aclose()
+            await transport.aclose()
             await store.dispose()
 
     app = FastAPI(title="RingFS leader", lifespan=lifespan, default_response_class=JSONResponse)

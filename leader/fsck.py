@@ -2,7 +2,7 @@
 
 docs/failure-handling.md, "fsck". Every distinct chunk of every committed or deleted version is looked
 up with ``POST /chunks/exists`` on its read candidates (:meth:`shared.ring.Ring.read_candidates`: the
-owners plus the next ``EXTRA_CANDIDATES``) on the leader's current ring, batched per server (one request
+owners plus the next ``EXTRA_READ_CANDIDATES``) on the leader's current ring, batched per server (one request
 per server per ``EXISTS_BATCH`` digests, servers in parallel). Only a ring member answering
 ``COMMITTED`` counts as a copy; a server that does not answer holds nothing.
 
@@ -14,23 +14,20 @@ preference list (anti-entropy hands those off in time; they do not make the repo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import defaultdict
 
-import httpx
 from sqlalchemy import select
 
 from leader.models import FileVersion as FV
 from leader.store import Store
-from leader.versions import COMMITTED, DELETED
-from shared.protocol import DIGEST_SIZE, OCTET_STREAM, ChunkPresence, pack_digests
-from shared.ring import Ring, chunk_position
+from leader.version_sql import COMMITTED, DELETED
+from shared.errors import RingFSError
+from shared.protocol.frames import DIGEST_SIZE, ChunkPresence
+from shared.ring import EXTRA_READ_CANDIDATES, Ring
+from shared.rpc.chunk_client import ChunkClient
 
 log = logging.getLogger("ringfs.leader.fsck")
-
-# The reader's "next 3 servers on the hash ring": a handed-off copy is looked for where a read would.
-EXTRA_CANDIDATES = 3
 # Digests per ``/chunks/exists`` request: 256 KiB of body, well under the chunk server's 65536 limit.
 EXISTS_BATCH = 8192
 # Seconds one exists request may take: a batch is an indexed lookup per digest, so this only trips on a
@@ -48,22 +45,16 @@ async def _load_versions(store: Store) -> list[tuple[str, int, str, bytes]]:
         return [(p, v, s, bytes(d)) for p, v, s, d in (await session.execute(q)).all()]
 
 
-async def _rpc_chunks_exist(http: httpx.AsyncClient, url: str, digests: list[bytes]) -> bytes | None:
+async def _presence(chunks: ChunkClient, url: str, digests: list[bytes]) -> bytes | None:
     """One ``ChunkPresence`` byte per digest from ``url``, or None when it does not answer well."""
     try:
-        resp = await http.post(url + "/chunks/exists", content=pack_digests(digests),
-                               headers={"content-type": OCTET_STREAM}, timeout=EXISTS_TIMEOUT)
-    except httpx.HTTPError as exc:
-        log.warning("fsck: %s unreachable: %s", url, type(exc).__name__)
+        return await chunks.rpc_exists(url, digests, timeout=EXISTS_TIMEOUT)
+    except RingFSError as exc:
+        log.warning("fsck: /chunks/exists on %s failed: %s", url, exc)
         return None
-    if resp.status_code == 200 and len(resp.content) == len(digests):
-        return resp.content
-    log.warning("fsck: %s answered /chunks/exists with %d (%d bytes for %d digests)", url,
-                resp.status_code, len(resp.content), len(digests))
-    return None
 
 
-async def run_fsck(store: Store, ring: Ring, http: httpx.AsyncClient, replication_factor: int) -> dict:
+async def run_fsck(store: Store, ring: Ring, chunks: ChunkClient, replication_factor: int) -> dict:
     """Check every chunk of every live and trashed version against ``ring``; return the report dict
     ``{"ok", "files", "chunks", "under_replicated", "lost", "misplaced", "replication_factor", "epoch",
     "unreachable", "problems": [{"path", "version", "state", "under_replicated", "lost", "misplaced"}]}``.
@@ -82,9 +73,9 @@ async def run_fsck(store: Store, ring: Ring, http: httpx.AsyncClient, replicatio
     # server_id -> [(chunk number, whether this server is one of the chunk's owners or preference list)]
     asks: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for n, d in enumerate(digests):
-        owners = {s.server_id for s in itertools.islice(ring.walk_ring(chunk_position(d)), rf)}
+        owners = {s.server_id for s in ring.owners(d, rf)}
         expected = owners | {s.server_id for s in ring.preference_list(d, rf)}
-        for s in ring.read_candidates(d, rf, extra=EXTRA_CANDIDATES):
+        for s in ring.read_candidates(d, rf, extra=EXTRA_READ_CANDIDATES):
             asks[s.server_id].append((n, s.server_id in expected))
         if n % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
@@ -98,7 +89,7 @@ async def run_fsck(store: Store, ring: Ring, http: httpx.AsyncClient, replicatio
         wanted = asks[server_id]
         for start in range(0, len(wanted), EXISTS_BATCH):
             batch = wanted[start : start + EXISTS_BATCH]
-            answer = await _rpc_chunks_exist(http, url, [digests[n] for n, _ in batch])
+            answer = await _presence(chunks, url, [digests[n] for n, _ in batch])
             if answer is None:
                 unreachable.add(url)  # holds nothing as far as this report goes
                 continue

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from leader.models import FileVersion as FV
 from leader.store import Store
-from leader.versions import COMMITTED, DELETED, PENDING
-from shared.protocol import DIGEST_SIZE
+from leader.version_sql import COMMITTED, DELETED, PENDING
+from shared.protocol.frames import DIGEST_SIZE
 
 REFERENCING_STATES = (PENDING, COMMITTED, DELETED)
 # Rows fetched per round trip while scanning chunk lists: bounds memory whatever the table size.

@@ -7,8 +7,9 @@ entry). Pending versions, aborts, the pending sweep and the trash purge never ch
 they leave it alone.
 
 Entries are keyed ``(path, None)`` for "latest committed version of path" and ``(path, version)`` for a
-given version; each holds the VersionInfo dict and the encoded manifest (``encode_manifest(info,
-digests)``), so a hit costs no SQL and no encoding. The cache is an LRU bounded by bytes.
+given version; each holds the version's :class:`VersionInfo` and its encoded manifest
+(``encode_manifest(info, digests)``), so a hit costs no SQL and no encoding. The cache is an LRU bounded
+by bytes.
 
 Two races are closed:
 
@@ -29,18 +30,21 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
+from shared.protocol.models import VersionInfo
+
 # Default bound: bytes of encoded manifests (plus a fixed per-entry overhead) kept.
 DEFAULT_MAX_BYTES = int(os.environ.get("LEADER_MANIFEST_CACHE_BYTES", str(64 * 1024 * 1024)))
-# Rough Python overhead of one entry (dict, tuple, key, OrderedDict node), counted against the bound.
+# Rough Python overhead of one entry (model, tuple, key, OrderedDict node), counted against the bound.
 ENTRY_OVERHEAD = 600
 
 
 class CachedVersion:
-    """One cached committed version: its VersionInfo dict (never mutate it) and its encoded manifest."""
+    """One cached committed version: its :class:`VersionInfo` (never mutate it) and its encoded manifest
+    (what ``GET /manifest`` answers). ``cost`` is what it counts against the cache's bound, in bytes."""
 
     __slots__ = ("info", "manifest", "cost")
 
-    def __init__(self, info: dict, manifest: bytes) -> None:
+    def __init__(self, info: VersionInfo, manifest: bytes) -> None:
         self.info = info
         self.manifest = manifest
         self.cost = len(manifest) + ENTRY_OVERHEAD

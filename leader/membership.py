@@ -23,14 +23,15 @@ import asyncio
 import logging
 import time
 
-import httpx
 import orjson
 
 from leader import servers_store
 from leader.store import Store
 from shared.config import LeaderSettings
-from shared.protocol import HEALTH_CHECK_HEADER, RegistrationResult, RingServer, RingView, ServerRegistration
+from shared.errors import RingFSError
+from shared.protocol.models import RegistrationResult, RingServer, RingView, ServerRegistration
 from shared.ring import Ring, ServerState, virtual_node_positions
+from shared.rpc.chunk_client import ChunkClient
 
 log = logging.getLogger("ringfs.leader.membership")
 
@@ -39,10 +40,10 @@ class Membership:
     """The leader's view of the chunk servers. ``ring_json`` / ``cluster_json`` / ``servers_json`` are
     ready-to-send response bodies; ``epoch`` is what the epoch middleware stamps on every response."""
 
-    def __init__(self, settings: LeaderSettings, store: Store, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: LeaderSettings, store: Store, chunks: ChunkClient) -> None:
         self.settings = settings
         self.store = store
-        self.http = http
+        self.chunks = chunks
         self.epoch = 0
         self.ring_json = b"{}"
         self.cluster_json = b"{}"
@@ -70,7 +71,7 @@ class Membership:
         self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
         self.servers_json = orjson.dumps(doc["servers"])
         self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
-        self.ring = Ring.from_view(doc)
+        self.ring = Ring.from_view(view)
         self.epoch = epoch
 
     async def register(self, reg: ServerRegistration) -> RegistrationResult:
@@ -108,17 +109,10 @@ class Membership:
     async def _probe(self, server_id: str, url: str) -> bool:
         """One health check: 200 from ``/healthz`` and, if it names a server id, the expected one."""
         try:
-            resp = await self.http.get(url + "/healthz", headers={HEALTH_CHECK_HEADER: "leader"},
-                                       timeout=self.settings.health_check_timeout)
-        except httpx.HTTPError:
+            answer = await self.chunks.rpc_healthz(url, self.settings.health_check_timeout)
+        except RingFSError:
             return False
-        if resp.status_code != 200:
-            return False
-        try:
-            answered = resp.json().get("server_id")
-        except (ValueError, AttributeError):
-            answered = None
-        return answered in (None, server_id)
+        return answer.get("server_id") in (None, server_id)
 
     async def run_health_checks(self) -> None:
         """One round of health checks (the APScheduler job); never raises."""

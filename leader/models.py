@@ -1,9 +1,10 @@
 """SQLAlchemy models of the leader's metadata store.
 
-Four tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
-64-bit so they fit a SQL ``BIGINT``), ``ring_state`` (the single-row ring epoch) and ``file_versions``
-(one row per file version; its ordered chunk list is packed 32-byte digests in one column, never one row
-per chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file).
+Five tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
+64-bit so they fit a SQL ``BIGINT``), ``ring_state`` (the single-row ring epoch), ``file_versions`` (one
+row per file version; its ordered chunk list is packed 32-byte digests in one column, never one row per
+chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file) and
+``expired_txns`` (transaction ids whose pending version the sweeper dropped, so their commit answers 410).
 
 Portable across SQLite and PostgreSQL: no dialect-only SQL; time stamps are float UNIX seconds.
 """
@@ -108,3 +109,16 @@ class FileVersion(Base):
     created_at: Mapped[float] = mapped_column(Float)
     committed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ExpiredTxn(Base):
+    """A transaction whose pending version was swept after ``PENDING_TTL`` without being committed: its
+    commit answers 410 Gone (not 404) and its id cannot be prepared again. Kept for
+    ``leader.txns.EXPIRED_TXN_RETENTION`` seconds after ``expired_at``, then purged."""
+
+    __tablename__ = "expired_txns"
+    # Serves the purge: ``expired_at < cutoff``.
+    __table_args__ = (Index("ix_expired_txns_expired_at", "expired_at"),)
+
+    txn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expired_at: Mapped[float] = mapped_column(Float)

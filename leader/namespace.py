@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leader.models import FileVersion as FV
 from leader.store import WRITE_RETRIES, Store
-from leader.versions import COMMITTED, DELETED
+from leader.version_sql import COMMITTED, DELETED
 from shared.errors import BadRequest, Conflict, NotFound
 
 
@@ -26,8 +27,8 @@ def under(prefix_folder: str):
     return and_(FV.path >= prefix_folder + "/", FV.path < prefix_folder + "0")
 
 
-async def live_files(session: AsyncSession, condition) -> list[tuple[str, int, int, float]]:
-    """``(path, version, size, created_at)`` of the latest committed version of every path matching
+async def live_files(session: AsyncSession, condition) -> list[Row]:
+    """Rows ``path, version, size, created_at`` of the latest committed version of every path matching
     ``condition``, sorted by path."""
     latest = (
         select(FV.path.label("path"), func.max(FV.version).label("version"))
@@ -40,7 +41,7 @@ async def live_files(session: AsyncSession, condition) -> list[tuple[str, int, i
         .join(latest, and_(FV.path == latest.c.path, FV.version == latest.c.version))
         .order_by(FV.path)
     )
-    return [tuple(r) for r in (await session.execute(q)).all()]
+    return list((await session.execute(q)).all())
 
 
 async def list_folder(store: Store, folder: str, recursive: bool) -> list[dict]:
@@ -54,19 +55,19 @@ async def list_folder(store: Store, folder: str, recursive: bool) -> list[dict]:
     async with store.read() as session:
         rows = await live_files(session, under(folder))
     base = folder + "/" if folder else ""
-    rows = [r for r in rows if r[0].startswith(base)]  # exact, whatever the SQL collation
+    rows = [r for r in rows if r.path.startswith(base)]  # exact, whatever the SQL collation
     if not rows and folder:
         raise NotFound(f"folder {folder!r} has no files")
     entries: list[dict] = []
     dirs: dict[str, int] = {}
-    for path, version, size, created_at in rows:
-        rel = path[len(base):]
+    for row in rows:
+        rel = row.path[len(base):]
         if recursive or "/" not in rel:
-            entries.append({"name": rel, "path": path, "type": "file", "size": size,
-                            "version": version, "created_at": created_at})
+            entries.append({"name": rel, "path": row.path, "type": "file", "size": row.size,
+                            "version": row.version, "created_at": row.created_at})
         else:
             first = rel.split("/", 1)[0]
-            dirs[first] = dirs.get(first, 0) + size
+            dirs[first] = dirs.get(first, 0) + row.size
     entries += [{"name": d, "path": base + d, "type": "dir", "size": s, "version": None, "created_at": None}
                 for d, s in dirs.items()]
     entries.sort(key=lambda e: e["path"])
@@ -118,8 +119,8 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
         raise Conflict(f"destination {dst!r} exists")
 
     dst_cond = FV.path == dst if is_file else under(dst)
-    tops = dict((await session.execute(
-        select(FV.path, func.max(FV.version)).where(dst_cond).group_by(FV.path))).all())
+    tops = {row.path: row.top for row in (await session.execute(
+        select(FV.path, func.max(FV.version).label("top")).where(dst_cond).group_by(FV.path))).all()}
     changes = [{"id": m.id, "path": target[m.path], "version": m.version + (tops.get(target[m.path]) or 0)}
                for m in moving]
     await session.execute(update(FV), changes)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import defer
 
 from leader.models import FileVersion as FV
 from leader.store import Store
-from leader.versions import COMMITTED, DELETED, live_version_exists, version_info
+from leader.version_sql import COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, live_version_exists, version_info
 from shared.errors import Conflict, NotFound
+from shared.protocol.models import VersionInfo
 
 
 async def list_trash(store: Store, retention: float) -> list[dict]:
@@ -30,19 +30,20 @@ async def list_trash(store: Store, retention: float) -> list[dict]:
     async with store.read() as session:
         rows = (await session.execute(q)).all()
     latest: dict[str, dict] = {}
-    for path, _version, size, deleted_at in rows:  # ordered, so the last delete of a path comes last
-        entry = latest.get(path)
-        if entry is None or deleted_at != entry["deleted_at"]:
-            entry = latest[path] = {"path": path, "size": size, "versions": 0, "deleted_at": deleted_at,
-                                    "expires_at": (deleted_at or 0.0) + retention}
+    for row in rows:  # ordered, so the last delete of a path comes last
+        entry = latest.get(row.path)
+        if entry is None or row.deleted_at != entry["deleted_at"]:
+            entry = latest[row.path] = {"path": row.path, "size": row.size, "versions": 0,
+                                        "deleted_at": row.deleted_at,
+                                        "expires_at": (row.deleted_at or 0.0) + retention}
         entry["versions"] += 1
-        entry["size"] = size  # ordered by version: the newest version of that delete wins
+        entry["size"] = row.size  # ordered by version: the newest version of that delete wins
     return list(latest.values())
 
 
-async def undelete(store: Store, path: str) -> tuple[int, dict]:
-    """Restore the versions of the most recent delete of ``path`` to ``committed``; return how many and
-    the VersionInfo dict of the newest one (now the latest version).
+async def undelete(store: Store, path: str) -> tuple[int, VersionInfo]:
+    """Restore the tombstoned versions of the most recent delete of ``path`` to ``committed``; return how
+    many and the :class:`VersionInfo` of the newest one (now the latest version).
 
     Raises :class:`NotFound` when nothing of ``path`` is in the trash and :class:`Conflict` when the path
     has a live version again (restoring would silently shadow or be shadowed by it).
@@ -59,17 +60,14 @@ async def undelete(store: Store, path: str) -> tuple[int, dict]:
                 raise NotFound(f"nothing in the trash for {path!r}")
             if await live_version_exists(session, path):
                 raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
+            c = FILE_VERSIONS.c
             rows = (await session.execute(
-                select(FV).where(FV.path == path, FV.state == DELETED, FV.deleted_at == last)
-                .options(defer(FV.chunk_digests)).order_by(FV.version))).scalars().all()
-            await session.execute(
-                update(FV).where(FV.id.in_([r.id for r in rows]))
-                .values(state=COMMITTED, deleted_at=None).execution_options(synchronize_session=False))
-            newest = rows[-1]
-            info = {**version_info(newest), "state": COMMITTED, "deleted_at": None}
+                update(FILE_VERSIONS).where(c.path == path, c.state == DELETED, c.deleted_at == last)
+                .values(state=COMMITTED, deleted_at=None).returning(*INFO_COLUMNS))).all()
+            newest = max(rows, key=lambda row: row.version)
     finally:
         store.cache.end_write(path)
-    return len(rows), info
+    return len(rows), version_info(newest)
 
 
 async def purge_expired(store: Store, retention: float) -> int:

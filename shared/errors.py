@@ -34,6 +34,11 @@ class BadRequest(RingFSError):
     status = 400
 
 
+class Unencodable(BadRequest, ValueError):
+    """A protocol encoder was given input it cannot frame (a txn id outside the rule, a path too long for
+    its length field). Also a ``ValueError``, since it is a bad value handed to a function."""
+
+
 class NotFound(RingFSError):
     """No such file, version, transaction or server."""
 
@@ -88,6 +93,34 @@ class UpstreamError(RingFSError):
     status = 502
 
 
+# A peer's error status → the class its caller raises, so a 404 from the leader is a NotFound at the user
+# app too. Anything else a peer answers ≥ 400 is an UpstreamError: the caller is not at fault. That
+# includes a peer's 401 and 403, which say the *service's* cluster credential was refused, not the user's.
+_BY_STATUS: dict[int, type[RingFSError]] = {
+    cls.status: cls for cls in (BadRequest, NotFound, Conflict, Gone, PreconditionFailed, PayloadTooLarge,
+                                RangeNotSatisfiable, IntegrityFailure, Unavailable)
+}
+
+
+def error_for_status(status: int, message: str, peer: str = "") -> RingFSError:
+    """The :class:`RingFSError` for a peer's (or a batch item's) error ``status`` and ``message``: the class
+    of that status, or :class:`UpstreamError` naming ``peer`` for a status outside the family."""
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        return UpstreamError(f"{peer or 'peer'} answered {status}: {message}")
+    return cls(message)
+
+
+def validation_message(errors: list[dict]) -> str:
+    """The one-line message of a 400 for pydantic / FastAPI validation ``errors`` (``exc.errors()``):
+    ``invalid request: <where>: <what>; ...``."""
+    problems = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(problems)
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The JSON error body every RingFS service returns."""
     return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -103,11 +136,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return error_response(400, "invalid request: " + "; ".join(problems))
+        return error_response(400, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

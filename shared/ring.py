@@ -14,13 +14,20 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import mmh3
+
+if TYPE_CHECKING:
+    from shared.protocol.models import RingView
 
 # 64 virtual nodes per server keep the load of 5 servers within about ±15 % of the mean
 # (tests/test_ring.py measures it on 100k chunks); more nodes smooth further but grow the ring payload.
 DEFAULT_VIRTUAL_NODES = 64
+# Servers tried beyond a chunk's replicas when reading or looking for copies: the reference design's
+# "attempts to read from the next 3 servers on the hash ring if failed to read from closest". Reads, fsck
+# and scrub repair all look this far, so a copy handed off along the ring is found wherever it is needed.
+EXTRA_READ_CANDIDATES = 3
 
 
 class ServerState(StrEnum):
@@ -77,12 +84,12 @@ class Ring:
         return cls(epoch=epoch, servers=members, vnodes=vnodes)
 
     @classmethod
-    def from_view(cls, view: dict) -> "Ring":
-        """The ring in the leader's ``GET /ring`` JSON (``shared.protocol.RingView``); removed servers
-        are listed there but are not members."""
-        servers = {s["server_id"]: ServerInfo(s["server_id"], s["url"], ServerState(s["state"]))
-                   for s in view["servers"] if s["state"] != ServerState.REMOVED}
-        return cls(epoch=view["epoch"], servers=servers, vnodes=[(int(p), sid) for p, sid in view["vnodes"]])
+    def from_view(cls, view: "RingView") -> "Ring":
+        """The ring of the leader's ``GET /ring`` (a :class:`shared.protocol.models.RingView`); removed
+        servers are listed there but are not members."""
+        servers = {s.server_id: ServerInfo(s.server_id, s.url, ServerState(s.state))
+                   for s in view.servers if s.state != ServerState.REMOVED}
+        return cls(epoch=view.epoch, servers=servers, vnodes=[(int(p), sid) for p, sid in view.vnodes])
 
     def __len__(self) -> int:
         return len(self.servers)
@@ -103,6 +110,16 @@ class Ring:
                 if len(seen) == len(self.servers):
                     return
 
+    def owners(self, digest: bytes, replication_factor: int) -> list[ServerInfo]:
+        """owners(d): the first ``replication_factor`` distinct members clockwise from the chunk's position,
+        whatever their health (docs/failure-handling.md): where the chunk belongs when every server is up."""
+        out: list[ServerInfo] = []
+        for server in self.walk_ring(chunk_position(digest)):
+            out.append(server)
+            if len(out) == replication_factor:
+                break
+        return out
+
     def preference_list(self, digest: bytes, replication_factor: int) -> list[ServerInfo]:
         """Where a new chunk is written: the first ``replication_factor`` distinct *healthy* servers
         clockwise from the chunk's position. Shorter than ``replication_factor`` only when the ring has
@@ -115,7 +132,7 @@ class Ring:
                     break
         return out
 
-    def read_candidates(self, digest: bytes, replication_factor: int, extra: int = 3) -> list[ServerInfo]:
+    def read_candidates(self, digest: bytes, replication_factor: int, extra: int = EXTRA_READ_CANDIDATES) -> list[ServerInfo]:
         """Where to look for a chunk, best first: the first ``replication_factor + extra`` distinct
         servers clockwise (the replicas, then the next ``extra`` in case the chunk was handed off), with
         healthy servers before unhealthy ones (unhealthy are tried last)."""

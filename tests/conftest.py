@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.local_cluster import LocalCluster
+from user_app.client.local_cluster import LocalCluster
 from user_app.client import Client
 
 # Fast failure detection and sweeping, so fault tests finish in seconds, not minutes.
@@ -79,6 +79,20 @@ def make_cluster(tmp_path_factory):
     yield make
     for c in started:
         c.stop()
+
+
+@pytest.fixture
+def open_client():
+    """Factory: ``open_client(url)`` is a :class:`Client` that is closed at teardown, pass or fail."""
+    opened: list[Client] = []
+
+    def open_(url: str, **kw) -> Client:
+        opened.append(Client(url, **kw))
+        return opened[-1]
+
+    yield open_
+    for c in opened:
+        c.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ import orjson
 import pytest
 
 from shared.errors import BadRequest
-from shared.protocol import (
-    decode_manifest, decode_manifests, encode_batch_entries, encode_batch_files, encode_manifest,
-    encode_manifest_error, encode_manifests, iter_batch_entries, iter_batch_files,
+from shared.protocol.batches import encode_batch_entries, encode_batch_files, iter_batch_entries, iter_batch_files
+from shared.protocol.manifests import (
+    Manifest, decode_manifest, decode_manifests, encode_manifest, encode_manifest_error, encode_manifests,
 )
-from user_app.batch import MAX_READ_FILE_SIZE, MAX_WRITE_BODY
+from shared.protocol.models import BatchError, VersionInfo
+from user_app.multi_file import MAX_READ_FILE_SIZE, MAX_WRITE_BODY
 
 
 # ------------------------------------------------------------------ framing helpers (no cluster)
@@ -52,12 +53,19 @@ def test_batch_entries_round_trip_and_truncation():
     assert status == 400 and len(path.encode()) <= 0xFFFF and set(path) == {"é"}
 
 
+def _info(path: str, size: int, chunks: int) -> VersionInfo:
+    return VersionInfo(path=path, version=3, size=size, sha256="0" * 64, chunks=chunks, chunk_size=1024,
+                       replication=3, state="committed", created_at=1.0, committed_at=2.0)
+
+
 def test_manifests_round_trip_and_truncation():
-    meta = {"path": "a", "version": 3, "size": 2048, "chunks": 2}
+    meta = _info("a", 2048, 2)
     digests = hashlib.sha256(b"1").digest() + hashlib.sha256(b"2").digest()
+    empty = _info("e", 0, 0)
     blob = encode_manifests([encode_manifest(meta, digests), encode_manifest_error("no such file", 404),
-                             encode_manifest({"path": "e"}, b"")])
-    assert decode_manifests(blob) == [(meta, digests), {"error": "no such file", "status": 404}, ({"path": "e"}, b"")]
+                             encode_manifest(empty, b"")])
+    assert decode_manifests(blob) == [Manifest(meta, digests), BatchError(error="no such file", status=404),
+                                      Manifest(empty, b"")]
     assert decode_manifests(b"") == []
     for cut in (2, 5, len(blob) - 1):
         with pytest.raises(BadRequest):
@@ -81,16 +89,16 @@ def test_leader_manifests(cluster, client):
     got = decode_manifests(r.content)
     single = httpx.get(cluster.leader_url + "/manifest", params={"path": "man/a.txt"}).content
     assert got[0] == decode_manifest(single) == got[5]
-    assert got[0][0]["version"] == 2 and got[0][0]["size"] == 8
-    assert got[1][0]["path"] == "man/empty" and got[1][1] == b""
-    assert got[2]["status"] == 404 and "man/nope" in got[2]["error"]
-    assert got[3]["status"] == 400 and "empty segment" in got[3]["error"]
-    assert got[4]["status"] == 400
+    assert got[0].info.version == 2 and got[0].info.size == 8
+    assert got[1].info.path == "man/empty" and got[1].digests == b""
+    assert got[2].status == 404 and "man/nope" in got[2].error
+    assert got[3].status == 400 and "empty segment" in got[3].error
+    assert got[4].status == 400
     # a given version for every path; a path without it is a 404 entry
     old = decode_manifests(httpx.post(cluster.leader_url + "/manifests",
                                       json={"paths": ["man/a.txt", "man/empty"], "version": 1}).content)
-    assert old[0][0]["version"] == 1 and old[0][0]["size"] == 2500
-    assert old[1][0]["version"] == 1
+    assert old[0].info.version == 1 and old[0].info.size == 2500
+    assert old[1].info.version == 1
     assert httpx.post(cluster.leader_url + "/manifests", json={"paths": []}).content == b""
     # whole-request errors
     for body in ({"paths": ["x"] * 1025}, {"paths": "x"}, {"paths": ["x"], "version": 0}, [1]):
@@ -165,7 +173,7 @@ def test_batch_whole_request_errors(cluster):
 
 
 def _ringfs(*args: str, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "user_app.cli", *args, "--url", url], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "user_app.client.cli", *args, "--url", url], capture_output=True,
                           timeout=120)
 
 
@@ -201,7 +209,7 @@ def test_cli_tree_round_trip(cluster, tmp_path):
 def test_byte_budget_fifo_oversize_and_cancel():
     import asyncio
 
-    from user_app.batch import ByteBudget
+    from user_app.byte_budget import ByteBudget
 
     async def main() -> None:
         b = ByteBudget(10)

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 
-from shared.local_cluster import wait_until
-from shared.protocol import ChunkPresence, MISSING, encode_frames, iter_frames, pack_digests, sha256
+from user_app.client.local_cluster import wait_until
+from shared.protocol.frames import ChunkPresence, MISSING, encode_frames, iter_frames, pack_digests, sha256
 from tests.utils.servers import lone_chunk_server
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,9 +9,11 @@ from collections import Counter
 import httpx
 import pytest
 
-from chunk_server.ring_client import ring_from_view
-from shared.local_cluster import wait_until
-from shared.protocol import ChunkPresence, decode_manifest, encode_frames, pack_digests, sha256, unpack_digests
+from user_app.client.local_cluster import wait_until
+from shared.protocol.frames import ChunkPresence, encode_frames, pack_digests, sha256
+from shared.protocol.manifests import decode_manifest
+from shared.protocol.models import RingView
+from shared.rpc.ring_cache import Placement
 from tests.utils.data import random_bytes
 from user_app.client import Client
 
@@ -32,7 +34,7 @@ REPAIR_ENV = {
 def file_digests(cluster, path: str) -> list[bytes]:
     resp = httpx.get(cluster.leader_url + "/manifest", params={"path": path}, timeout=10)
     assert resp.status_code == 200, resp.text
-    return unpack_digests(decode_manifest(resp.content)[1])
+    return decode_manifest(resp.content).digest_list()
 
 
 def holders(cluster, digests: list[bytes]) -> dict[bytes, set[str]]:
@@ -49,7 +51,8 @@ def holders(cluster, digests: list[bytes]) -> dict[bytes, set[str]]:
 
 
 def placement(cluster):
-    return ring_from_view(cluster.ring())
+    p = Placement.from_view(RingView.model_validate(cluster.ring()))
+    return p.ring, p.replication_factor
 
 
 def write_files(cluster, n: int, size: int) -> list[bytes]:

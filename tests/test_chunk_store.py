@@ -1,4 +1,4 @@
-"""Unit tests of the chunk store's two-phase commit (chunk_server/store.py), on a real SQLite file."""
+"""Unit tests of the chunk store's two-phase commit (chunk_server/store/), on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from chunk_server.store import ChunkStore
-from shared.protocol import ChunkPresence, sha256
+from shared.protocol.frames import ChunkPresence, sha256
 
 
 def run(coro):

@@ -10,11 +10,11 @@ import sys
 import httpx
 import pytest
 
-from shared.local_cluster import free_port, wait_until
+from user_app.client.local_cluster import free_port, wait_until
 
 
 def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None, columns: int = 80) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "user_app.cli", *args, *(["--url", url] if url else [])]
+    cmd = [sys.executable, "-m", "user_app.client.cli", *args, *(["--url", url] if url else [])]
     env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run(cmd, capture_output=True, input=stdin, timeout=120, env=env)
 
@@ -24,7 +24,7 @@ def ringfs_up(tmp_path):
     """``ringfs up`` on free ports, stopped with SIGINT (Ctrl-C) at the end."""
     port, leader_port, cs_port = free_port(), free_port(), free_port(count=3)  # ringfs up: cs_port..cs_port+2
     proc = subprocess.Popen(
-        [sys.executable, "-m", "user_app.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+        [sys.executable, "-m", "user_app.client.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
          "--leader-port", str(leader_port), "--chunk-server-port", str(cs_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from shared.local_cluster import wait_until
+from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
 
@@ -103,9 +103,9 @@ class WriteLoad:
         self._thread.join()
 
 
-def test_1_kill_one_server_during_reads_no_read_fails(make_cluster):
+def test_kill_one_server_during_reads_no_read_fails(make_cluster, open_client):
     cluster = make_cluster(chunk_servers=5, env=REPAIR_ENV)
-    client = Client(cluster.url)
+    client = open_client(cluster.url)
     files = write_files(client, "reads", 30)
     failures: list[str] = []
     reads = {"n": 0}
@@ -135,9 +135,9 @@ def test_1_kill_one_server_during_reads_no_read_fails(make_cluster):
     assert failures == []
 
 
-def test_2_kill_two_servers_then_repair_to_full_replication(make_cluster):
+def test_kill_two_servers_then_repair_to_full_replication(make_cluster, open_client):
     cluster = make_cluster(chunk_servers=5, env=REPAIR_ENV)
-    client = Client(cluster.url)
+    client = open_client(cluster.url)
     files = write_files(client, "two", 40)
     cluster.servers[0].kill()
     cluster.servers[3].kill()
@@ -149,7 +149,7 @@ def test_2_kill_two_servers_then_repair_to_full_replication(make_cluster):
     assert_all_readable(client, files)
 
 
-def test_3_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
+def test_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
     cluster = make_cluster(chunk_servers=4, env=REPAIR_ENV)
     data = random_bytes(24 * 1024 * 1024, seed=33)
     victim = cluster.servers[2]
@@ -178,7 +178,7 @@ def test_3_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
                what="pending data to be swept")
 
 
-def test_5_leader_restart_during_write_load(make_cluster):
+def test_leader_restart_during_write_load(make_cluster):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
     ring_before = cluster.ring()
     with WriteLoad(cluster.url, "load", 3000, 500) as load:
@@ -198,9 +198,9 @@ def test_5_leader_restart_during_write_load(make_cluster):
         assert_all_readable(c, load.acknowledged)
 
 
-def test_6_frozen_server_is_removed_then_rejoins_and_converges(make_cluster):
+def test_frozen_server_is_removed_then_rejoins_and_converges(make_cluster, open_client):
     cluster = make_cluster(chunk_servers=4, env=REPAIR_ENV)
-    client = Client(cluster.url)
+    client = open_client(cluster.url)
     files = write_files(client, "frozen", 30)
     victim = cluster.servers[1]
     epoch = cluster.ring()["epoch"]
@@ -233,9 +233,9 @@ def _corrupt_one_chunk(db_path: str) -> bytes:
         con.close()
 
 
-def test_7_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_cluster):
+def test_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_cluster, open_client):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
-    client = Client(cluster.url)
+    client = open_client(cluster.url)
     files = write_files(client, "corrupt", 10)
     victim = cluster.servers[0]
     victim.stop()
@@ -251,7 +251,7 @@ def test_7_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_clust
     assert stats.get("corrupt", 0) >= 1 or stats.get("quarantined", 0) >= 1
 
 
-def test_8_join_under_write_load_no_write_fails_and_rebalances(make_cluster):
+def test_join_under_write_load_no_write_fails_and_rebalances(make_cluster):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
     with WriteLoad(cluster.url, "join", 4000, 700, timeout=120.0) as load:
         wait_until(lambda: len(load.acknowledged) >= 30, 30, what="writes before the join")

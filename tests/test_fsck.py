@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 
-from shared.local_cluster import wait_until
+from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client
 
@@ -21,7 +21,7 @@ REPORT_KEYS = {"ok", "files", "chunks", "under_replicated", "lost", "misplaced",
 
 
 def cli_fsck(url: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "user_app.cli", "fsck", "--url", url, *extra],
+    return subprocess.run([sys.executable, "-m", "user_app.client.cli", "fsck", "--url", url, *extra],
                           capture_output=True, text=True, timeout=50)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.local_cluster import Service, free_port, wait_until
+from user_app.client.local_cluster import Service, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.local_cluster import Service, free_port, wait_until
-from shared.protocol import HEALTH_CHECK_HEADER, decode_manifest
+from shared.protocol.manifests import decode_manifest
+from shared.protocol.rules import HEALTH_CHECK_HEADER
 from shared.ring import virtual_node_positions
+from user_app.client.local_cluster import Service, free_port, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -227,8 +228,8 @@ def test_prepare_commit_abort_and_visibility(leader):
     assert leader.post(f"/txns/{txn['txn_id']}/commit").json() == info  # idempotent
     assert_error(leader.post(f"/txns/{txn['txn_id']}/abort"), 409)
 
-    m = leader.get("/manifest", params={"path": "docs/a.txt"})
-    meta, digests = decode_manifest(m.content)
+    m = decode_manifest(leader.get("/manifest", params={"path": "docs/a.txt"}).content)
+    meta, digests = m.info.model_dump(), m.digests
     assert meta["version"] == 1 and len(digests) == 96
     assert digests[:32] == hashlib.sha256(data[:CHUNK]).digest()
 
@@ -247,7 +248,7 @@ def test_prepare_commit_abort_and_visibility(leader):
     # Reusing a txn id is a conflict; an empty file has no chunks.
     assert_error(prepare(leader, "docs/other", b"", txn_id=txn["txn_id"]), 409, "already used")
     empty = put(leader, "docs/empty", b"")
-    assert empty["chunks"] == 0 and decode_manifest(leader.get("/manifest", params={"path": "docs/empty"}).content)[1] == b""
+    assert empty["chunks"] == 0 and decode_manifest(leader.get("/manifest", params={"path": "docs/empty"}).content).digests == b""
 
 
 def test_create_only(leader):
@@ -286,6 +287,41 @@ def test_pending_sweep(start_leader):
 
     wait_until(swept, 10, what="pending version swept")
     assert_error(client.post(f"/txns/{txn_id}/commit"), 404)
+
+
+def test_commit_of_a_swept_txn_is_gone(start_leader):
+    """A pending version never committed is swept after PENDING_TTL; its commit (single or batch) then
+    answers 410, distinct from a never-seen txn's 404, and its txn id cannot be prepared again (409)."""
+    _, client = start_leader(PENDING_TTL="1", SWEEP_INTERVAL="0.2")
+    data = f"to be swept {uuid.uuid4().hex}".encode()
+    digest = hashlib.sha256(data).digest()
+    r = prepare(client, "s/gone", data)
+    assert r.status_code == 201, r.text
+    txn_id = r.json()["txn_id"]
+
+    def swept() -> bool:  # no side effect: the pending version references its chunk until it is swept
+        gc = client.post("/gc/unreferenced", content=digest, headers={"content-type": "application/octet-stream"})
+        return gc.content == digest
+
+    assert not swept()
+    wait_until(swept, 10, what="pending version swept")
+    gone = client.post(f"/txns/{txn_id}/commit")
+    assert_error(gone, 410, "expired")
+    results = client.post("/txns/batch-commit", json={"txn_ids": [txn_id, "never-seen"]}).json()["results"]
+    assert results[txn_id] == {"error": gone.json()["error"], "status": 410}
+    assert results["never-seen"]["status"] == 404
+    assert_error(client.post("/txns/never-seen/commit"), 404, "unknown")
+    assert_error(client.get("/stat", params={"path": "s/gone"}), 404)
+    assert_error(client.post(f"/txns/{txn_id}/abort"), 404)
+    # The expired id is a reused id, alone or in a batch (the other section is recorded as usual).
+    assert_error(prepare(client, "s/again", b"x", txn_id=txn_id), 409, "already used")
+    sections = b""
+    for tid in (txn_id, new_txn()):
+        meta = json.dumps({"txn_id": tid, "path": "s/again", "size": 0, "sha256": "0" * 64}).encode()
+        sections += len(meta).to_bytes(4, "big") + meta + (0).to_bytes(4, "big")
+    results = client.post("/txns/batch", content=sections).json()["results"]
+    assert results[txn_id] == {"error": f"txn_id {txn_id!r} was already used", "status": 409}
+    assert [r.get("version") for r in results.values()] == [None, 1]
 
 
 # ---------------------------------------------------------------- namespace

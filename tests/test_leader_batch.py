@@ -1,6 +1,7 @@
 """The leader's batch endpoints (``POST /txns/batch``, ``POST /txns/batch-commit``) and the user app's
-:class:`user_app.leader_batcher.LeaderBatcher`, against real leader processes (SQLite, or PostgreSQL
-with ``RINGFS_TEST_POSTGRES``, a fresh database per leader as tests/conftest.py makes them).
+coalesced phase-2 and phase-4 calls (``user_app.phases.PhaseCalls``), against real leader processes
+(SQLite, or PostgreSQL with ``RINGFS_TEST_POSTGRES``, a fresh database per leader as tests/conftest.py
+makes them).
 
 The batch answers must be per txn exactly what the single endpoints answer, so most tests run one
 scenario through the single endpoints and the same scenario through the batches and compare.
@@ -19,10 +20,10 @@ import orjson
 import pytest
 
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed
-from shared.local_cluster import Service, free_port
-from shared.protocol import decode_manifest
+from shared.protocol.manifests import decode_manifest
 from tests.conftest import database_url_for
 from tests.test_leader import CHUNK, FAST_ENV, prepare, put
+from user_app.client.local_cluster import Service, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -245,7 +246,7 @@ def test_manifest_fresh_after_batch_commit(leader):
     put(leader, "m/b", b"b1")
     for path in ("m/a", "m/b"):  # fill the cache (latest and exact version)
         for _ in range(2):
-            assert decode_manifest(leader.get("/manifest", params={"path": path}).content)[0]["version"] == 1
+            assert decode_manifest(leader.get("/manifest", params={"path": path}).content).info.version == 1
             assert leader.get("/stat", params={"path": path, "version": 1}).status_code == 200
     a2 = prepare(leader, "m/a", b"a2-new").json()["txn_id"]
     b2 = prepare(leader, "m/b", b"b2-new").json()["txn_id"]
@@ -256,17 +257,22 @@ def test_manifest_fresh_after_batch_commit(leader):
     assert [results[t]["version"] for t in (a2, b2, c1)] == [2, 2, 1]
     for path, data, version in (("m/a", b"a2-new", 2), ("m/b", b"b2-new", 2), ("m/c", b"c1", 1)):
         for _ in range(2):
-            meta, digests = decode_manifest(leader.get("/manifest", params={"path": path}).content)
+            m = decode_manifest(leader.get("/manifest", params={"path": path}).content)
+            meta, digests = m.info.model_dump(), m.digests
             assert meta["version"] == version and digests == digests_of(data)
             assert meta["sha256"] == hashlib.sha256(data).hexdigest()
             assert leader.get("/stat", params={"path": path}).json() == meta
 
 
-# ---------------------------------------------------------------- user_app.leader_batcher
+# ---------------------------------------------------------------- user_app.phases (leader side)
 
 def test_leader_batcher_coalesces_and_matches_single_calls(leader):
-    from user_app.leader_batcher import LEADER_REQUESTS, LeaderBatcher
-    from user_app.peers import PeerClient
+    from shared.protocol.models import VersionPrepare
+    from shared.rpc.chunk_client import ChunkClient
+    from shared.rpc.leader_client import LeaderClient
+    from shared.rpc.transport import Transport
+    from user_app.metrics import LEADER_REQUESTS
+    from user_app.phases import PhaseCalls
 
     base_url = str(leader.base_url).rstrip("/")
     put(leader, "lb/existing", b"here")
@@ -274,26 +280,27 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
                ("prepare", "prepare_batch", "commit", "commit_batch")}
 
     async def run() -> tuple[list[dict], int, dict]:
-        peers = PeerClient(base_url, timeout=30)
+        transport = Transport(30)
+        peers = LeaderClient(transport, base_url)
         sent: list[str] = []
-        real_leader = peers.leader_request
+        real_leader = peers.call
 
         async def counting_leader(method, path, **kw):
             sent.append(path)
             return await real_leader(method, path, **kw)
 
-        peers.leader_request = counting_leader  # counts every HTTP request to the leader
-        batcher = LeaderBatcher(peers)
+        peers.call = counting_leader  # counts every HTTP request to the leader
+        batcher = PhaseCalls(ChunkClient(transport), peers)
         try:
             async def upload(i: int) -> dict:
                 data = f"file {i}".encode() * 100
-                prepared = await batcher.prepare_version(
+                prepared = await batcher.prepare_version(VersionPrepare(
                     txn_id=uuid.uuid4().hex, path=f"lb/f{i % 10}", size=len(data),
                     sha256=hashlib.sha256(data).hexdigest(), chunk_size=CHUNK, replication=2,
-                    create_only=False, digests=digests_of(data))
-                assert prepared["state"] == "pending"
-                info = await batcher.commit_version(prepared["txn_id"])
-                assert info["version"] == prepared["version"] and info["state"] == "committed"
+                    create_only=False), digests_of(data))
+                assert prepared.state == "pending"
+                info = await batcher.commit_version(prepared.txn_id)
+                assert info.version == prepared.version and info.state == "committed"
                 return info
 
             infos = await asyncio.gather(*(upload(i) for i in range(30)))
@@ -316,16 +323,17 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
                 kw = {"txn_id": uuid.uuid4().hex, "path": "lb/existing", "size": 1, "sha256": "0" * 64,
                       "chunk_size": CHUNK, "replication": 2, "create_only": True, "digests": b"\0" * 32,
                       **overrides}
+                digests = kw.pop("digests")
                 try:
-                    await batcher.prepare_version(**kw)
+                    await batcher.prepare_version(VersionPrepare(**kw), digests)
                 except Exception as exc:  # noqa: BLE001
                     return type(exc), str(exc)
                 raise AssertionError("no error")
 
-            reused = await batcher.prepare_version(
+            reused = await batcher.prepare_version(VersionPrepare(
                 txn_id="reused-1", path="lb/r", size=0, sha256="0" * 64, chunk_size=CHUNK, replication=2,
-                create_only=False, digests=b"")
-            assert reused["version"] == 1
+                create_only=False), b"")
+            assert reused.version == 1
             errors = await asyncio.gather(prepare_error(), prepare_error(), prepare_error(path="a//b"),
                                           prepare_error(txn_id="reused-1", create_only=False))
             assert [cls for cls, _ in errors] == [PreconditionFailed, PreconditionFailed, BadRequest, Conflict]
@@ -333,7 +341,8 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
             assert errors[3][1] == "txn_id 'reused-1' was already used"
             return infos, requests, {"sent": sent}
         finally:
-            await peers.aclose()
+            await batcher.aclose()
+            await transport.aclose()
 
     async def commit_error_single(peers, txn_id: str) -> tuple[type, str]:
         try:
@@ -351,9 +360,9 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
     # Every version is visible; each path got versions 1..3 exactly once (the batch kept them distinct).
     by_path: dict[str, list[int]] = {}
     for info in infos:
-        by_path.setdefault(info["path"], []).append(info["version"])
-        stat = leader.get("/stat", params={"path": info["path"], "version": info["version"]})
-        assert stat.status_code == 200 and stat.json()["sha256"] == info["sha256"]
+        by_path.setdefault(info.path, []).append(info.version)
+        stat = leader.get("/stat", params={"path": info.path, "version": info.version})
+        assert stat.status_code == 200 and stat.json()["sha256"] == info.sha256
     assert all(sorted(v) == [1, 2, 3] for v in by_path.values()) and len(by_path) == 10
     for path in by_path:
         assert leader.get("/stat", params={"path": path}).json()["version"] == 3

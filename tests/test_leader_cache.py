@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from leader.manifest_cache import CachedVersion, ManifestCache
-from shared.protocol import decode_manifest
+from shared.protocol.manifests import decode_manifest
+from shared.protocol.models import VersionInfo
 from tests.test_leader import CHUNK, prepare, put, start_leader  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,8 +34,8 @@ def manifest(client: httpx.Client, path: str, version: int | None = None) -> tup
     r = client.get("/manifest", params=params)
     if r.status_code != 200:
         return r.status_code, None, b""
-    meta, digests = decode_manifest(r.content)
-    return 200, meta, digests
+    m = decode_manifest(r.content)
+    return 200, m.info.model_dump(), m.digests
 
 
 def assert_latest(client: httpx.Client, path: str, data: bytes, version: int) -> None:
@@ -175,7 +176,7 @@ def test_concurrent_readers_never_see_stale_latest_after_commit(leader, start_le
                     if floor and not overlapped:
                         problems.append(f"404 after version {floor} committed")
                     continue
-                version = decode_manifest(r.content)[0]["version"] if endpoint == "/manifest" else r.json()["version"]
+                version = decode_manifest(r.content).info.version if endpoint == "/manifest" else r.json()["version"]
                 if version < floor:
                     problems.append(f"{endpoint} saw version {version} after {floor} committed")
 
@@ -207,7 +208,9 @@ def test_concurrent_readers_never_see_stale_latest_after_commit(leader, start_le
 
 
 def entry(path: str, version: int, size: int = 100) -> CachedVersion:
-    return CachedVersion({"path": path, "version": version}, b"m" * size)
+    info = VersionInfo(path=path, version=version, size=size, sha256="0" * 64, chunks=1, chunk_size=CHUNK,
+                       replication=1, state="committed", created_at=0.0)
+    return CachedVersion(info, b"m" * size)
 
 
 def test_cache_refuses_stale_fill_and_busy_paths():
@@ -217,7 +220,7 @@ def test_cache_refuses_stale_fill_and_busy_paths():
     assert not cache.put("a", None, entry("a", 1), gen)
     assert cache.get("a", None) is None
     assert cache.put("a", None, entry("a", 1), cache.generation())
-    assert cache.get("a", None).info["version"] == 1
+    assert cache.get("a", None).info.version == 1
     cache.begin_write("a")
     assert cache.get("a", None) is None  # invalidated and bypassed while the write is in flight
     assert not cache.put("a", None, entry("a", 2), cache.generation())

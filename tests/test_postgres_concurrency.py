@@ -30,7 +30,7 @@ RACERS = 6
 
 @pytest.fixture(scope="module")
 def pg_cluster(tmp_path_factory):
-    from shared.local_cluster import LocalCluster
+    from user_app.client.local_cluster import LocalCluster
     from tests.conftest import FAST_ENV, database_url_for
 
     data = tmp_path_factory.mktemp("pg-concurrency")
@@ -134,5 +134,5 @@ def test_create_only_races_have_exactly_one_winner(clients):
         blob, result = winners[0]
         assert stored == blob
         # Exactly one committed version. Its number need not be 1: version numbers are taken at prepare
-        # (leader/versions.py), so a loser that prepared first leaves a gap when its commit is refused.
+        # (leader/txns.py), so a loser that prepared first leaves a gap when its commit is refused.
         assert [v["version"] for v in clients[1].versions(path)] == [result["version"]]

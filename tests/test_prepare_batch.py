@@ -1,9 +1,10 @@
 """Prepare batching: the txn-section framing, ``ChunkStore.prepare_many``, ``POST /chunks/prepare-many``
-on a real chunk server process, and ``user_app.prepare_batcher.PrepareBatcher`` against it."""
+on a real chunk server process, and the coalesced phase-1 call (``user_app.phases.PhaseCalls``) against it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 import httpx
@@ -12,10 +13,14 @@ import pytest
 
 from chunk_server.store import ChunkStore
 from shared.errors import BadRequest, IntegrityFailure
-from shared.local_cluster import free_port
-from shared.protocol import encode_frames, encode_txn_sections, iter_frames, iter_txn_sections, sha256
-from user_app.peers import PeerClient
-from user_app.prepare_batcher import PREPARE_REQUESTS, PrepareBatcher
+from user_app.client.local_cluster import free_port
+from shared.protocol.frames import encode_frames, encode_txn_sections, iter_frames, iter_txn_sections, sha256
+from shared.protocol.models import PrepareResult
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.leader_client import LeaderClient
+from shared.rpc.transport import Transport
+from user_app.metrics import PREPARE_REQUESTS
+from user_app.phases import PhaseCalls
 from tests.utils.servers import lone_chunk_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -141,6 +146,18 @@ def test_prepare_many_repeated_txn_and_bad_frames(client):
     assert client.post("/chunks/prepare-many", content=b"").json() == {"results": {}, "sections": []}
 
 
+@contextlib.asynccontextmanager
+async def phase_calls(timeout: float):
+    """A user app's coalesced phase calls on their own transport (no leader is reached in these tests)."""
+    transport = Transport(timeout)
+    phases = PhaseCalls(ChunkClient(transport), LeaderClient(transport, "http://127.0.0.1:1"))
+    try:
+        yield phases
+    finally:
+        await phases.aclose()
+        await transport.aclose()
+
+
 def route_count(client, route: str) -> float:
     text = client.get("/metrics").text
     total = 0.0
@@ -163,25 +180,21 @@ def test_batcher_coalesces_concurrent_prepares(server, client):
     counter_before = sum(PREPARE_REQUESTS.labels(e)._value.get() for e in ("prepare", "prepare-many"))
 
     async def go():
-        peers = PeerClient("http://127.0.0.1:1", timeout=10)
-        try:
-            batcher = PrepareBatcher(peers)
+        async with phase_calls(timeout=10) as phases:
             results = await asyncio.gather(
-                *(batcher.prepare(server.url, t, [(d, memoryview(x)) for d, x in cs]) for t, cs in txns.items()),
-                batcher.prepare(server.url, "bad", [(corrupt_digest, memoryview(b"nope"))]),
+                *(phases.prepare_chunks(server.url, t, [(d, memoryview(x)) for d, x in cs]) for t, cs in txns.items()),
+                phases.prepare_chunks(server.url, "bad", [(corrupt_digest, memoryview(b"nope"))]),
                 return_exceptions=True)
             # afterwards a lone call goes out on its own, as a plain prepare
-            lone = await batcher.prepare(server.url, "lone", [chunk()])
+            lone = await phases.prepare_chunks(server.url, "lone", [chunk()])
             return results, lone
-        finally:
-            await peers.aclose()
 
     results, lone = asyncio.run(go())
     *good, bad = results
     assert isinstance(bad, IntegrityFailure)
     expected = {t: (len(cs) - (t == "txn-0"), int(t == "txn-0")) for t, cs in txns.items()}
-    assert {t: (r["stored"], r["already_committed"]) for t, r in zip(txns, good)} == expected
-    assert lone == {"stored": 1, "already_committed": 0}
+    assert {t: (r.stored, r.already_committed) for t, r in zip(txns, good)} == expected
+    assert lone == PrepareResult(stored=1, already_committed=0)
 
     after = route_count(client, "/chunks/prepare") + route_count(client, "/chunks/prepare-many")
     requests = after - before
@@ -193,21 +206,17 @@ def test_batcher_coalesces_concurrent_prepares(server, client):
 
 
 def test_batcher_bounds_requests(server, client, monkeypatch):
-    import user_app.prepare_batcher as pb
+    import user_app.phases
 
-    monkeypatch.setattr(pb, "MAX_SECTIONS_PER_REQUEST", 4)
+    monkeypatch.setattr(user_app.phases, "MAX_PREPARE_SECTIONS", 4)
     before = route_count(client, "/chunks/prepare-many")
 
     async def go():
-        peers = PeerClient("http://127.0.0.1:1", timeout=10)
-        try:
-            batcher = PrepareBatcher(peers)
-            return await asyncio.gather(*(batcher.prepare(server.url, f"b{i}", [chunk()]) for i in range(13)))
-        finally:
-            await peers.aclose()
+        async with phase_calls(timeout=10) as phases:
+            return await asyncio.gather(*(phases.prepare_chunks(server.url, f"b{i}", [chunk()]) for i in range(13)))
 
     results = asyncio.run(go())
-    assert all(r == {"stored": 1, "already_committed": 0} for r in results)
+    assert all(r == PrepareResult(stored=1, already_committed=0) for r in results)
     assert route_count(client, "/chunks/prepare-many") - before >= 3  # 13 sections, at most 4 per request
 
 
@@ -215,14 +224,10 @@ def test_batcher_unreachable_server():
     from shared.errors import Unavailable
 
     async def go():
-        peers = PeerClient("http://127.0.0.1:1", timeout=2)
-        try:
-            batcher = PrepareBatcher(peers)
+        async with phase_calls(timeout=2) as phases:
             url = f"http://127.0.0.1:{free_port()}"
-            return await asyncio.gather(*(batcher.prepare(url, f"u{i}", [chunk()]) for i in range(5)),
+            return await asyncio.gather(*(phases.prepare_chunks(url, f"u{i}", [chunk()]) for i in range(5)),
                                         return_exceptions=True)
-        finally:
-            await peers.aclose()
 
     assert all(isinstance(r, Unavailable) for r in asyncio.run(go()))
 

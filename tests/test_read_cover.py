@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from shared.ring import Ring, ServerInfo, ServerState
-from user_app.reader import EXTRA_READ_CANDIDATES, cover_first
+from shared.ring import EXTRA_READ_CANDIDATES
+from user_app.reader import cover_first
 
 
 def digests(n: int, seed: int = 0) -> list[bytes]:

@@ -35,7 +35,7 @@ def stdlib_subset(dest: Path, limit: int) -> int:
 
 
 def ringfs(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "user_app.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "user_app.client.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def same_tree(a: Path, b: Path) -> list[str]:

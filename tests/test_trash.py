@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from shared.local_cluster import wait_until
+from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
 
@@ -25,7 +25,7 @@ def trash_cluster(cluster):
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "user_app.cli", *args, "--url", url],
+    return subprocess.run([sys.executable, "-m", "user_app.client.cli", *args, "--url", url],
                           capture_output=True, text=True, timeout=30)
 
 

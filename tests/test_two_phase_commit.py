@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from shared.local_cluster import wait_until
+from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client
 
@@ -17,10 +18,19 @@ def pending_on_chunk_servers(cluster) -> int:
     return sum(httpx.get(s.url + "/stats").json()["pending_txns"] for s in cluster.servers)
 
 
+def pending_on_leader(cluster) -> int:
+    """Pending (phase-2, uncommitted) versions in the leader's SQL, from its ``ringfs_versions`` gauge."""
+    for family in text_string_to_metric_families(httpx.get(cluster.leader_url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == "ringfs_versions" and sample.labels.get("state") == "pending":
+                return int(sample.value)
+    raise AssertionError("the leader exports no ringfs_versions{state=\"pending\"} gauge")
+
+
 @pytest.mark.parametrize("phase", [1, 2, 3])
-def test_crash_after_each_phase_leaves_no_visible_file(make_cluster, phase):
+def test_crash_after_each_phase_leaves_no_visible_file(make_cluster, open_client, phase):
     cluster = make_cluster(env=PENDING_TTL_ENV)
-    good = Client(cluster.url)
+    good = open_client(cluster.url)
     keep = random_bytes(50_000, seed=7)
     good.put("kept/file.bin", keep)
 
@@ -37,12 +47,13 @@ def test_crash_after_each_phase_leaves_no_visible_file(make_cluster, phase):
     # Other files are still readable, and the cluster still takes writes.
     assert good.get("kept/file.bin") == keep
     assert good.put("after/crash.bin", b"ok")["version"] == 1
-    # Pending chunk data is swept once PENDING_TTL has passed.
+    # Pending chunk data and the leader's pending version (phases 2 and 3 left one) are swept once
+    # PENDING_TTL has passed.
     wait_until(lambda: pending_on_chunk_servers(cluster) == 0, 20, what="pending chunk data to be swept")
-    # The name stays free: a create-only PUT of the same path succeeds.
-    assert good.put("partial/file.bin", data, create_only=True)["version"] >= 1
+    wait_until(lambda: pending_on_leader(cluster) == 0, 20, what="the leader's pending version to be swept")
+    # The name stays free: a create-only PUT of the same path succeeds, as the path's first version.
+    assert good.put("partial/file.bin", data, create_only=True)["version"] == 1
     assert good.get("partial/file.bin") == data
-    good.close()
 
 
 def test_failed_prepare_on_leader_aborts_chunk_data(make_cluster):

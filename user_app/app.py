@@ -3,43 +3,15 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI
-from shared.http import JSONResponse
 
 from shared.config import UserAppSettings
 from shared.errors import install_error_handlers
+from shared.http import JSONResponse
 from shared.metrics import install_metrics
-from user_app.chunk_cache import ChunkCache
-from user_app.peers import PeerClient
-from user_app.placement import RingCache
-from user_app.reader import ChunkReader
 from user_app.routes import router
-from user_app.writer import WriteCoordinator
-
-
-@dataclass
-class Services:
-    """Per-process singletons: one connection pool, one ring cache, one writer and one reader."""
-
-    peers: PeerClient
-    rings: RingCache
-    writer: WriteCoordinator
-    reader: ChunkReader
-
-    @classmethod
-    def create(cls, settings: UserAppSettings) -> "Services":
-        peers = PeerClient(settings.leader_url, settings.request_timeout)
-        rings = RingCache(peers, settings.ring_ttl)
-        return cls(
-            peers=peers,
-            rings=rings,
-            writer=WriteCoordinator(peers, rings, settings.piece_size, settings.pieces_in_flight,
-                                    settings.crash_after_phase),
-            reader=ChunkReader(peers, rings, settings.piece_size, settings.pieces_in_flight,
-                               ChunkCache(settings.chunk_cache_bytes), settings.chunk_cache_max_file),
-        )
+from user_app.services import Services
 
 
 def create_app(settings: UserAppSettings | None = None) -> FastAPI:
@@ -52,7 +24,7 @@ def create_app(settings: UserAppSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.services.peers.aclose()
+            await app.state.services.aclose()
 
     app = FastAPI(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
     install_error_handlers(app)

@@ -15,3 +15,11 @@ COMMIT_REQUESTS = Counter("ringfs_user_chunk_commit_requests_total",
 CHUNK_CACHE_LOOKUPS = Counter("ringfs_user_chunk_cache_lookups_total",
                               "Chunk lookups in the user app's chunk cache, by result", ["result"])
 CHUNK_CACHE_BYTES = Gauge("ringfs_user_chunk_cache_bytes", "Chunk bytes held in the user app's chunk cache")
+PREPARE_REQUESTS = Counter("ringfs_user_prepare_requests_total",
+                           "Phase-1 prepare requests sent to chunk servers, by endpoint (coalescing batches them)",
+                           ["endpoint"])
+PREPARE_SECTIONS = Counter("ringfs_user_prepare_sections_total",
+                           "Phase-1 prepare calls (txn batches) carried by those requests, by endpoint", ["endpoint"])
+LEADER_REQUESTS = Counter("ringfs_user_leader_requests_total",
+                          "Version requests sent to the leader by kind (prepare, prepare_batch, commit, commit_batch); "
+                          "coalescing carries concurrent uploads' calls in the *_batch kinds", ["kind"])

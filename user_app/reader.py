@@ -15,48 +15,28 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict, deque
-from dataclasses import dataclass
 from typing import AsyncIterator
 
 from shared.errors import Unavailable
-from shared.protocol import DIGEST_SIZE, iter_frames
-from shared.ring import ServerInfo, ServerState
+from shared.protocol.frames import ChunkPresence, iter_frames
+from shared.protocol.manifests import Manifest
+from shared.ring import EXTRA_READ_CANDIDATES, ServerInfo, ServerState
+from shared.rpc.chunk_client import ChunkClient
+from shared.rpc.leader_client import LeaderClient
+from shared.rpc.ring_cache import Placement, RingCache
 from user_app.chunk_cache import ChunkCache
 from user_app.metrics import BYTES_OUT, CHUNK_FALLBACKS, CORRUPT_COPIES
-from user_app.peers import PeerClient
-from user_app.placement import Placement, RingCache
 
 log = logging.getLogger("ringfs.reader")
-
-# Next servers tried beyond the replicas: the reference design's "next 3 servers on the hash ring".
-EXTRA_READ_CANDIDATES = 3
-
-
-@dataclass
-class FileView:
-    """A committed version to read: its metadata and packed chunk digests."""
-
-    meta: dict
-    digests: bytes
-
-    @property
-    def size(self) -> int:
-        return self.meta["size"]
-
-    @property
-    def chunk_size(self) -> int:
-        return self.meta["chunk_size"]
-
-    def digest(self, index: int) -> bytes:
-        return self.digests[index * DIGEST_SIZE : (index + 1) * DIGEST_SIZE]
 
 
 class ChunkReader:
     """Fetches and verifies chunks; shared by all requests of a user app."""
 
-    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int,
-                 cache: ChunkCache | None = None, cache_max_file: int = 0) -> None:
-        self.peers = peers
+    def __init__(self, chunks: ChunkClient, leader: LeaderClient, rings: RingCache, piece_size: int,
+                 pieces_in_flight: int, cache: ChunkCache | None = None, cache_max_file: int = 0) -> None:
+        self.chunks = chunks
+        self.leader = leader
         self.rings = rings
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
@@ -64,13 +44,12 @@ class ChunkReader:
         self.cache_max_file = cache_max_file  # bytes: files up to this size have their chunks cached
         self._repairs: set[asyncio.Task] = set()  # read-repair calls in flight (kept from being collected)
 
-    async def open(self, path: str, version: int | None) -> FileView:
+    async def open(self, path: str, version: int | None) -> Manifest:
         """Resolve ``path`` (and ``version``) to a committed version in one leader call. Raises
         :class:`NotFound` (404) or :class:`Unavailable` (503)."""
-        meta, digests = await self.peers.rpc_manifest(path, version)
-        return FileView(meta, digests)
+        return await self.leader.rpc_manifest(path, version)
 
-    async def stream(self, view: FileView, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def stream(self, view: Manifest, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yield bytes ``start`` to ``end`` inclusive (default: to the end) in order. Raises
         :class:`Unavailable` when a chunk has no reachable, intact copy."""
         if view.size == 0:
@@ -81,7 +60,7 @@ class ChunkReader:
         per_piece = max(1, self.piece_size // cs)
         placement = await self.rings.get()
         cacheable = view.size <= self.cache_max_file
-        replication = view.meta.get("replication", placement.replication_factor)
+        replication = view.info.replication
         window: deque[tuple[int, asyncio.Task]] = deque()
         next_index = first
         try:
@@ -151,7 +130,7 @@ class ChunkReader:
                 batches[cands[i][attempt[i]].url].append(i)
             urls = list(batches)
             results = await asyncio.gather(
-                *(self.peers.rpc_read_chunks(u, [digests[i] for i in batches[u]]) for u in urls),
+                *(self.chunks.rpc_read(u, [digests[i] for i in batches[u]]) for u in urls),
                 return_exceptions=True)
             todo = []
             for url, result in zip(urls, results):
@@ -188,7 +167,7 @@ class ChunkReader:
 
     async def _rpc_verify_chunks(self, url: str, digests: list[bytes]) -> None:
         try:
-            await self.peers.rpc_verify_chunks(url, digests)
+            await self.chunks.rpc_verify(url, digests)
         except Exception as exc:  # best effort: the scrubber finds the copy later anyway
             log.warning("read repair on %s for %d chunk(s) failed: %r", url, len(digests), exc)
 
@@ -201,14 +180,14 @@ class ChunkReader:
             for s in cs:
                 asks[s.url].append(i)
         urls = list(asks)
-        results = await asyncio.gather(*(self.peers.rpc_chunks_exist(u, [digests[i] for i in asks[u]]) for u in urls),
+        results = await asyncio.gather(*(self.chunks.rpc_exists(u, [digests[i] for i in asks[u]]) for u in urls),
                                        return_exceptions=True)
         holders: list[list[str]] = [[] for _ in digests]
         for url, result in zip(urls, results):
             if isinstance(result, BaseException):
                 continue
             for i, presence in zip(asks[url], result):
-                if presence == 2:
+                if presence == ChunkPresence.COMMITTED:
                     holders[i].append(url)
         return holders
 

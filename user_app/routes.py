@@ -8,25 +8,23 @@ from typing import Any, AsyncGenerator, AsyncIterator
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
 from shared.bodies import read_body
 from shared.errors import BadRequest, PayloadTooLarge
 from shared.paths import normalize_folder, normalize_path
-from shared.protocol import RenameRequest, unpack_digests
-from user_app import batch
+from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
+from user_app import multi_file
 from user_app.ranges import parse_range
+from user_app.services import Services
 
 router = APIRouter()
 
-
-class UndeleteRequest(BaseModel):
-    path: str
+CLUSTER_STATS_TIMEOUT = 2.0  # seconds each chunk server gets to answer GET /cluster's live stats
 
 
-def _services(request: Request):
+def _services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -95,9 +93,9 @@ async def get_file(path: str, request: Request) -> Response:
     view = await reader.open(path, _version_param(request.query_params.get("version")))
     size = view.size
     headers = {
-        "ETag": f'"{view.meta["sha256"]}"',
+        "ETag": f'"{view.info.sha256}"',
         "Accept-Ranges": "bytes",
-        "X-RingFS-Version": str(view.meta["version"]),
+        "X-RingFS-Version": str(view.info.version),
     }
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     rng = parse_range(request.headers.get("range"), size)
@@ -129,7 +127,7 @@ async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterat
 @router.delete("/files/{path:path}", status_code=204)
 async def delete_file(path: str, request: Request) -> Response:
     path = _file_path(request, b"/files/")
-    await _services(request).peers.rpc_leader_json("DELETE", "/files", params={"path": path})
+    await _services(request).leader.rpc_json("DELETE", "/files", params={"path": path})
     return Response(status_code=204)
 
 
@@ -144,21 +142,22 @@ def _bool_param(name: str, raw: str | None) -> bool:
 @router.post("/batch/write")
 async def batch_write(request: Request) -> JSONResponse:
     """Many small files in one request. Body: per file ``u16 path length | UTF-8 path | u64 size | bytes``
-    (``shared.protocol.encode_batch_files``), at most 1024 files and 64 MiB (413). Each file is its own
+    (``shared.protocol.batches.encode_batch_files``), at most 1024 files and 64 MiB (413). Each file is its own
     2PC write (``?create_only=true`` makes each create-only, ``?chunk_size=`` as on PUT); the answer lists
     per file, in order, what PUT would answer or ``{"path","error","status"}``."""
     create_only = _bool_param("create_only", request.query_params.get("create_only"))
     chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
-    limits = batch.limits_of(request.app)
+    services = _services(request)
+    limits = services.limits
     length = request.headers.get("content-length")
-    announced = int(length) if length and length.isdigit() else batch.MAX_WRITE_BODY
-    if announced > batch.MAX_WRITE_BODY:
-        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {batch.MAX_WRITE_BODY} bytes")
+    announced = int(length) if length and length.isdigit() else multi_file.MAX_WRITE_BODY
+    if announced > multi_file.MAX_WRITE_BODY:
+        raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {multi_file.MAX_WRITE_BODY} bytes")
     held = await limits.body.acquire(announced)  # bounds the batch bodies held at once
     try:
-        body = await read_body(request, batch.MAX_WRITE_BODY)
-        results = await batch.write_batch(_services(request), limits, body, create_only=create_only,
-                                          chunk_size=chunk_size)
+        body = await read_body(request, multi_file.MAX_WRITE_BODY)
+        results = await multi_file.write_files(services.writer, services.rings, limits, body,
+                                               create_only=create_only, chunk_size=chunk_size)
     finally:
         limits.body.release(held)
     return JSONResponse({"results": results})
@@ -167,34 +166,31 @@ async def batch_write(request: Request) -> JSONResponse:
 @router.post("/batch/read")
 async def batch_read(request: Request) -> Response:
     """Many small files in one request. Body: JSON ``{"paths": [...]}`` (at most 1024). Answer: per path, in
-    order, ``u16 path length | path | u16 status | u64 length | bytes`` (``shared.protocol.iter_batch_entries``):
+    order, ``u16 path length | path | u16 status | u64 length | bytes`` (``shared.protocol.batches``):
     the content with 200, else a JSON ``{"error"}`` with the status GET would answer (400, 404), or 413 for a
     file over 4 MiB (stream it with GET)."""
     services = _services(request)
-    entries = await batch.plan_read(services, await batch.parse_read_request(request))
-    return StreamingResponse(batch.stream_read(services, batch.limits_of(request.app), entries),
+    entries = await multi_file.plan_read(services.leader, await multi_file.parse_read_request(request))
+    return StreamingResponse(multi_file.stream_read(services.reader, services.rings, services.limits, entries),
                              media_type="application/octet-stream")
 
 
-def _stat_body(meta: dict) -> dict[str, Any]:
-    return {"path": meta["path"], "size": meta["size"], "version": meta["version"], "sha256": meta["sha256"],
-            "chunks": meta["chunks"], "replication": meta["replication"], "created_at": meta["created_at"],
-            "chunk_size": meta["chunk_size"]}
+def _stat_body(info: VersionInfo) -> dict[str, Any]:
+    return {"path": info.path, "size": info.size, "version": info.version, "sha256": info.sha256,
+            "chunks": info.chunks, "replication": info.replication, "created_at": info.created_at,
+            "chunk_size": info.chunk_size}
 
 
 @router.get("/stat/{path:path}")
 async def stat(path: str, request: Request) -> dict:
-    params: dict[str, Any] = {"path": _file_path(request, b"/stat/")}
     version = _version_param(request.query_params.get("version"))
-    if version is not None:
-        params["version"] = version
-    return _stat_body(await _services(request).peers.rpc_leader_json("GET", "/stat", params=params))
+    return _stat_body(await _services(request).leader.rpc_stat(_file_path(request, b"/stat/"), version))
 
 
 @router.get("/versions/{path:path}")
 async def versions(path: str, request: Request) -> dict:
-    body = await _services(request).peers.rpc_leader_json("GET", "/versions", params={"path": _file_path(request, b"/versions/")})
-    return {"path": body["path"], "versions": [_stat_body(v) for v in body["versions"]]}
+    path = _file_path(request, b"/versions/")
+    return {"path": path, "versions": [_stat_body(v) for v in await _services(request).leader.rpc_versions(path)]}
 
 
 @router.get("/list")
@@ -203,13 +199,13 @@ async def list_folder(request: Request, folder: str = "", recursive: bool = Fals
     """Direct children (files and sub-folders) of ``folder``; every file below it with ``recursive``."""
     folder = _raw_path(request, b"/list/") if request.url.path.startswith("/list/") else ""
     params = {"folder": normalize_folder(folder), "recursive": str(recursive).lower()}
-    return await _services(request).peers.rpc_leader_json("GET", "/list", params=params)
+    return await _services(request).leader.rpc_json("GET", "/list", params=params)
 
 
 @router.post("/rename")
 async def rename(body: RenameRequest, request: Request) -> dict:
     payload = {"src": normalize_path(body.src), "dst": normalize_path(body.dst)}
-    return await _services(request).peers.rpc_leader_json("POST", "/rename", json=payload)
+    return await _services(request).leader.rpc_json("POST", "/rename", json=payload)
 
 
 @router.get("/locations/{path:path}")
@@ -217,10 +213,10 @@ async def locations(path: str, request: Request) -> dict:
     """For each chunk index: its hash and the advertise URLs of the servers that hold it (asked live)."""
     services = _services(request)
     view = await services.reader.open(_file_path(request, b"/locations/"), _version_param(request.query_params.get("version")))
-    digests = unpack_digests(view.digests)
+    digests = view.digest_list()
     placement = await services.rings.get()
-    holders = await services.reader.locate(placement, digests, view.meta["replication"])
-    return {"path": view.meta["path"], "version": view.meta["version"], "chunk_size": view.chunk_size,
+    holders = await services.reader.locate(placement, digests, view.info.replication)
+    return {"path": view.info.path, "version": view.info.version, "chunk_size": view.chunk_size,
             "chunks": [{"index": i, "hash": d.hex(), "servers": h} for i, (d, h) in enumerate(zip(digests, holders))]}
 
 
@@ -228,43 +224,43 @@ async def locations(path: str, request: Request) -> dict:
 async def cluster(request: Request) -> dict:
     """Every chunk server with its advertise URL, state, virtual nodes, and (asked live, 2 s timeout;
     null when it does not answer) committed chunks, bytes and disk bytes; the ring epoch; the policy."""
-    peers = _services(request).peers
-    ring = await peers.rpc_get_ring()
+    services = _services(request)
+    ring = await services.leader.rpc_ring()
     shares: dict[str, int] = {}
-    for _, sid in ring["vnodes"]:
+    for _, sid in ring.vnodes:
         shares[sid] = shares.get(sid, 0) + 1
-    live = [s for s in ring["servers"] if s["state"] != "removed"]
-    stats = await asyncio.gather(*(peers.rpc_chunk_server_stats(s["url"]) for s in live), return_exceptions=True)
-    usage = {s["server_id"]: {k: st.get(k) for k in ("chunks", "bytes", "disk_bytes")}
+    live = [s for s in ring.servers if s.state != "removed"]
+    stats = await asyncio.gather(*(services.chunks.rpc_stats(s.url, timeout=CLUSTER_STATS_TIMEOUT) for s in live),
+                                 return_exceptions=True)
+    usage = {s.server_id: {k: st.get(k) for k in ("chunks", "bytes", "disk_bytes")}
              for s, st in zip(live, stats) if isinstance(st, dict)}
     return {
-        "epoch": ring["epoch"],
-        "replication_factor": ring["replication_factor"],
-        "chunk_size": ring["chunk_size"],
-        "min_chunk_size": ring["min_chunk_size"],
-        "max_chunk_size": ring["max_chunk_size"],
-        "servers": [{**s, "virtual_nodes": shares.get(s["server_id"], 0),
-                     **usage.get(s["server_id"], {"chunks": None, "bytes": None, "disk_bytes": None})}
-                    for s in ring["servers"]],
+        "epoch": ring.epoch,
+        "replication_factor": ring.replication_factor,
+        "chunk_size": ring.chunk_size,
+        "min_chunk_size": ring.min_chunk_size,
+        "max_chunk_size": ring.max_chunk_size,
+        "servers": [{**s.model_dump(), "virtual_nodes": shares.get(s.server_id, 0),
+                     **usage.get(s.server_id, {"chunks": None, "bytes": None, "disk_bytes": None})}
+                    for s in ring.servers],
     }
 
 
 @router.post("/undelete")
-async def undelete(body: UndeleteRequest, request: Request) -> dict:
+async def undelete(body: PathRequest, request: Request) -> dict:
     """Restore the most recent delete of ``path`` from the trash; the restored file's stat. 404 when
     nothing of it is in the trash, 409 when the path exists again."""
-    result = await _services(request).peers.rpc_leader_json("POST", "/undelete", json={"path": normalize_path(body.path)})
-    return _stat_body(result["stat"])
+    return _stat_body(await _services(request).leader.rpc_undelete(normalize_path(body.path)))
 
 
 @router.get("/trash")
 async def trash(request: Request) -> dict:
     """Deleted paths still restorable: ``{"entries": [{"path","size","versions","deleted_at","expires_at"}]}``."""
-    return await _services(request).peers.rpc_leader_json("GET", "/trash")
+    return await _services(request).leader.rpc_json("GET", "/trash")
 
 
 @router.get("/fsck")
 async def fsck(request: Request) -> dict:
     """The leader's replication report of every live and trashed file (docs/failure-handling.md). Bounded
     by ``REQUEST_TIMEOUT`` like every leader call; on a very large cluster ask the leader directly."""
-    return await _services(request).peers.rpc_leader_json("GET", "/fsck")
+    return await _services(request).leader.rpc_json("GET", "/fsck")

@@ -27,16 +27,14 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from shared.errors import RingFSError, Unavailable
-from shared.protocol import DIGEST_SIZE
+from shared.errors import Gone, RingFSError, Unavailable
+from shared.protocol.frames import DIGEST_SIZE
+from shared.protocol.models import PreparedVersion, VersionPrepare
 from shared.ring import ServerInfo, ServerState, chunk_position
+from shared.rpc.ring_cache import Placement, RingCache
 from user_app.chunker import Piece, pieces
-from user_app.group_commit import GroupCommitter
-from user_app.leader_batcher import LeaderBatcher
-from user_app.prepare_batcher import PrepareBatcher
 from user_app.metrics import BYTES_IN, WRITES
-from user_app.peers import PeerClient
-from user_app.placement import Placement, RingCache
+from user_app.phases import PhaseCalls
 
 log = logging.getLogger("ringfs.writer")
 
@@ -69,16 +67,13 @@ class _Txn:
 class WriteCoordinator:
     """Runs the 2PC write of one file at a time per call; shared by all requests of a user app."""
 
-    def __init__(self, peers: PeerClient, rings: RingCache, piece_size: int, pieces_in_flight: int,
+    def __init__(self, phases: PhaseCalls, rings: RingCache, piece_size: int, pieces_in_flight: int,
                  crash_after_phase: int = 0) -> None:
-        self.peers = peers
+        self.phases = phases
         self.rings = rings
         self.piece_size = piece_size
         self.pieces_in_flight = pieces_in_flight
         self.crash_after_phase = crash_after_phase
-        self.committer = GroupCommitter(peers)
-        self.preparer = PrepareBatcher(peers)
-        self.leader = LeaderBatcher(peers)
 
     def _crash_point(self, phase: int) -> None:
         """Test-only fault injection (``CRASH_AFTER_PHASE``): die like ``kill -9`` after ``phase``."""
@@ -140,22 +135,25 @@ class WriteCoordinator:
             await asyncio.shield(self._abort(txn, leader=version_task is not None))
             raise
         try:
-            info = await self.leader.commit_version(txn.txn_id)
+            info = await self.phases.commit_version(txn.txn_id)
+        except Gone as exc:  # the leader swept the pending version: the upload took longer than PENDING_TTL
+            WRITES.labels("failed").inc()
+            raise Unavailable(f"the write of {path!r} expired before it could commit ({exc.message}); retry it") from exc
         except BaseException:
             WRITES.labels("failed").inc()
             raise
         WRITES.labels("committed").inc()
         BYTES_IN.inc(size)
-        log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared["version"], size,
+        log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared.version, size,
                  len(digests), txn.txn_id)
-        return WriteResult(path=info["path"], version=prepared["version"], size=size, sha256=whole.hexdigest(),
+        return WriteResult(path=info.path, version=prepared.version, size=size, sha256=whole.hexdigest(),
                            chunks=len(digests))
 
     async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
-                               create_only: bool, digests: bytes | memoryview) -> dict:
-        return await self.leader.prepare_version(
-            txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
-            replication=txn.replication, create_only=create_only, digests=digests)
+                               create_only: bool, digests: bytes | memoryview) -> PreparedVersion:
+        prepare = VersionPrepare(txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
+                                 replication=txn.replication, create_only=create_only)
+        return await self.phases.prepare_version(prepare, digests)
 
     async def _prepare_piece(self, txn: _Txn, piece: Piece) -> None:
         """Phase 1 for one piece: every chunk pending on ``replication`` distinct healthy servers."""
@@ -188,8 +186,8 @@ class WriteCoordinator:
                 return
             sids = list(batches)
             results = await asyncio.gather(
-                *(self.preparer.prepare(ring.servers[sid].url, txn.txn_id,
-                                        [piece.chunks[i] for i in batches[sid]]) for sid in sids),
+                *(self.phases.prepare_chunks(ring.servers[sid].url, txn.txn_id,
+                                             [piece.chunks[i] for i in batches[sid]]) for sid in sids),
                 return_exceptions=True)
             for sid, result in zip(sids, results):
                 if isinstance(result, Unavailable):
@@ -199,14 +197,14 @@ class WriteCoordinator:
                 if isinstance(result, BaseException):
                     raise result
                 txn.urls[sid] = ring.servers[sid].url
-                txn.pending_by_server[sid] += result["stored"]
+                txn.pending_by_server[sid] += result.stored
                 for i in batches[sid]:
                     placed[i].add(sid)
 
     async def _commit_chunks(self, txn: _Txn) -> None:
         """Phase 3: commit on every server that took part; each must confirm every chunk it took."""
         sids = list(txn.urls)
-        results = await asyncio.gather(*(self.committer.commit(txn.urls[s], txn.txn_id) for s in sids),
+        results = await asyncio.gather(*(self.phases.commit_chunks(txn.urls[s], txn.txn_id) for s in sids),
                                        return_exceptions=True)
         for sid, result in zip(sids, results):
             if isinstance(result, BaseException):
@@ -216,9 +214,9 @@ class WriteCoordinator:
 
     async def _abort(self, txn: _Txn, leader: bool) -> None:
         """Best-effort abort of everything the txn left; the sweepers clear what this misses."""
-        calls = [self.peers.rpc_abort_chunks(url, [txn.txn_id]) for url in txn.urls.values()]
+        calls = [self.phases.chunks.rpc_abort(url, [txn.txn_id]) for url in txn.urls.values()]
         if leader:
-            calls.append(self.peers.rpc_abort_version(txn.txn_id))
+            calls.append(self.phases.leader.rpc_abort_version(txn.txn_id))
         results = await asyncio.gather(*calls, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, RingFSError):

@@ -5,15 +5,16 @@
 from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
-from leader import namespace, versions
+from leader import lookups, namespace
 from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import read_body
 from shared.errors import BadRequest, RingFSError
 from shared.paths import normalize_folder, normalize_path
-from shared.protocol import (
-    OCTET_STREAM, parse_paths_body, RenameRequest, encode_manifest_error, encode_manifests,
-)
+from shared.protocol.batches import parse_paths_body
+from shared.protocol.manifests import encode_manifest_error, encode_manifests
+from shared.protocol.models import RenameRequest
+from shared.protocol.rules import OCTET_STREAM
 
 router = APIRouter()
 
@@ -21,10 +22,10 @@ router = APIRouter()
 @router.get("/manifest")
 async def handle_manifest(request: Request, path: str = Query(),
                           version: int | None = Query(default=None, ge=1)) -> Response:
-    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol.py), from the manifest
+    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py), from the manifest
     cache when it holds the version (leader/manifest_cache.py). The store is taken from ``request``
     rather than a sync dependency, which FastAPI would run in a worker thread."""
-    entry = await versions.lookup(request.app.state.store, normalize_path(path), version)
+    entry = await lookups.lookup(request.app.state.store, normalize_path(path), version)
     return Response(entry.manifest, media_type=OCTET_STREAM)
 
 
@@ -34,10 +35,10 @@ MAX_MANIFESTS_BODY = 8 * 1024 * 1024
 
 @router.post("/manifests")
 async def handle_manifests(request: Request) -> Response:
-    """Binary: per requested path, in order, ``u32 length | payload`` (``shared.protocol.encode_manifests``),
+    """Binary: per requested path, in order, ``u32 length | payload`` (``encode_manifests``),
     the payload being what ``GET /manifest`` answers or a ``0xFF | {"error","status"}`` entry (400 bad path,
     404). Body: JSON ``{"paths": [...], "version": null | N}``, at most 1024 paths. Cache hits cost no SQL;
-    the misses are looked up together (``versions.lookup_many``)."""
+    the misses are looked up together (``lookups.lookup_many``)."""
     paths, doc = parse_paths_body(await read_body(request, MAX_MANIFESTS_BODY))
     version = doc.get("version")
     if version is not None and (type(version) is not int or version < 1):
@@ -51,7 +52,7 @@ async def handle_manifests(request: Request) -> Response:
         except BadRequest as exc:
             normalized.append(exc)
     good = [p for p in normalized if isinstance(p, str)]
-    found = iter(await versions.lookup_many(request.app.state.store, good, version))
+    found = iter(await lookups.lookup_many(request.app.state.store, good, version))
     payloads: list[bytes] = []
     for p in normalized:
         entry = p if isinstance(p, RingFSError) else next(found)
@@ -65,14 +66,15 @@ async def handle_manifests(request: Request) -> Response:
 @router.get("/stat")
 async def handle_stat(request: Request, path: str = Query(),
                       version: int | None = Query(default=None, ge=1)) -> JSONResponse:
-    entry = await versions.lookup(request.app.state.store, normalize_path(path), version)
-    return JSONResponse(entry.info)
+    entry = await lookups.lookup(request.app.state.store, normalize_path(path), version)
+    return JSONResponse(entry.info.model_dump())
 
 
 @router.get("/versions")
 async def handle_versions(path: str = Query(), store: Store = Depends(get_store)) -> JSONResponse:
     path = normalize_path(path)
-    return JSONResponse({"path": path, "versions": await versions.list_versions(store, path)})
+    infos = await lookups.list_versions(store, path)
+    return JSONResponse({"path": path, "versions": [info.model_dump() for info in infos]})
 
 
 @router.get("/list")

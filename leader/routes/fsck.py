@@ -13,7 +13,7 @@ router = APIRouter()
 async def handle_fsck(request: Request) -> JSONResponse:
     state = request.app.state
     # The ring is an immutable snapshot: membership changes during the run do not affect this report.
-    report = await fsck.run_fsck(state.store, state.membership.ring, state.http,
+    report = await fsck.run_fsck(state.store, state.membership.ring, state.chunks,
                                  state.settings.replication_factor)
     record_fsck(report)
     return JSONResponse(report)

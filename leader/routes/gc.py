@@ -7,7 +7,8 @@ from leader import gc
 from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import read_body
-from shared.protocol import DIGEST_SIZE, OCTET_STREAM, pack_digests, unpack_digests
+from shared.protocol.frames import DIGEST_SIZE, pack_digests, unpack_digests
+from shared.protocol.rules import OCTET_STREAM
 
 router = APIRouter()
 

@@ -6,7 +6,7 @@ from shared.http import JSONResponse
 
 from leader.membership import Membership
 from leader.routes import get_membership
-from shared.protocol import ServerRegistration
+from shared.protocol.models import ServerRegistration
 
 router = APIRouter()
 JSON = "application/json"

@@ -2,7 +2,6 @@
 most recent delete of a path). docs/failure-handling.md, "Trash"."""
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 from shared.http import JSONResponse
 
 from leader import trash
@@ -10,12 +9,9 @@ from leader.routes import get_settings, get_store
 from leader.store import Store
 from shared.config import LeaderSettings
 from shared.paths import normalize_path
+from shared.protocol.models import PathRequest
 
 router = APIRouter()
-
-
-class UndeleteRequest(BaseModel):
-    path: str
 
 
 @router.get("/trash")
@@ -25,9 +21,9 @@ async def handle_trash(store: Store = Depends(get_store),
 
 
 @router.post("/undelete")
-async def handle_undelete(req: UndeleteRequest, store: Store = Depends(get_store)) -> JSONResponse:
+async def handle_undelete(req: PathRequest, store: Store = Depends(get_store)) -> JSONResponse:
     """``{"path", "restored_versions": n, "stat": VersionInfo of the newest restored version}``; 404 when
     nothing of the path is in the trash, 409 when it has a live version again."""
     path = normalize_path(req.path)
     restored, info = await trash.undelete(store, path)
-    return JSONResponse({"path": path, "restored_versions": restored, "stat": info})
+    return JSONResponse({"path": path, "restored_versions": restored, "stat": info.model_dump()})

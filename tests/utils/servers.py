@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from shared.local_cluster import Service, free_port
+from user_app.client.local_cluster import Service, free_port
 
 
 @contextlib.contextmanager

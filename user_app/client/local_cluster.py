@@ -249,10 +249,12 @@ class LocalCluster:
             self.add_user_app(port=self.user_app_port if i == 0 and self.user_app_port else 0)
         return self
 
-    def add_chunk_server(self, wait_registered: bool = True, env: dict[str, str] | None = None) -> Service:
-        """Start one more chunk server (scale-out) and, by default, wait until the leader has it."""
+    def add_chunk_server(self, wait_registered: bool = True, env: dict[str, str] | None = None,
+                         port: int = 0) -> Service:
+        """Start one more chunk server (scale-out) and, by default, wait until the leader has it. ``env``
+        overrides its settings (e.g. an ``ADVERTISE_URL`` behind a proxy); ``port`` picks its port."""
         i = len(self.servers) + 1
-        port = self.chunk_server_base_port + i - 1 if self.chunk_server_base_port else free_port()
+        port = port or (self.chunk_server_base_port + i - 1 if self.chunk_server_base_port else free_port())
         svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
                    "ADVERTISE_URL": f"http://127.0.0.1:{port}", **(env or {})}
         svc = Service("chunk_server", f"chunk_server_{i}", port, svc_env,

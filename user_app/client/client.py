@@ -137,7 +137,7 @@ class Client:
         per file in order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``:
         each file is its own write, one failing does not affect the others. Raises :class:`ClientError`
         when the whole request fails."""
-        from shared.protocol import encode_batch_files  # imported here: it pulls in pydantic and FastAPI
+        from shared.protocol.batches import encode_batch_files  # imported here: it pulls in pydantic and FastAPI
 
         params: dict[str, Any] = {"create_only": str(create_only).lower()}
         if chunk_size:
@@ -151,7 +151,7 @@ class Client:
         paths). Returns, per path in order, ``(path, status, content)``; for a status other than 200 the
         bytes are the JSON ``{"error"}`` (404, 400, 413 for a file to stream with :meth:`get_file`)."""
         from shared.errors import BadRequest  # imported here: they pull in pydantic and FastAPI
-        from shared.protocol import iter_batch_entries
+        from shared.protocol.batches import iter_batch_entries
 
         resp = self._request("POST", "/batch/read", json={"paths": [p.lstrip("/") for p in paths]})
         try:

@@ -6,28 +6,27 @@ file. A batch pays each of those once per batch instead:
 
 * **write**: every file is still its own two-phase-commit transaction (``WriteCoordinator.write``; one
   failing file affects no other), but they run concurrently (``WRITE_CONCURRENCY`` at a time), so the
-  existing coalescers (``prepare_batcher``, ``group_commit``, ``leader_batcher``) carry their phase-1..4
-  calls in a handful of batch requests. Writes of the same path within a batch run in batch order.
+  phase coalescers (``user_app/phases.py``) carry their phase-1..4 calls in a handful of batch requests. Writes of the same path within a batch run in batch order.
 * **read**: one leader ``POST /manifests`` for every path, then one ``ChunkReader.fetch`` over the union
   of the needed digests (deduplicated; batched per server, with fallback and hash checks), answered in
-  the binary framing of ``shared.protocol.encode_batch_entries``. Only small files: a file over
+  the binary framing of ``shared.protocol.batches.encode_batch_entries``. Only small files: a file over
   ``MAX_READ_FILE_SIZE`` gets a per-file 413 (stream it with ``GET /files/{path}``). A batch holding more
   than ``READ_GROUP_BYTES`` of content is fetched in several rounds, streamed out as it goes, so memory
   stays bounded whatever the batch.
 
 Memory: a small file costs its size several times over while it is written or read (request body,
-pieces, frames per server, the coalesced batch requests, responses). Per process, :class:`BatchLimits`
+pieces, frames per server, the coalesced batch requests, responses). Per process, :class:`MultiFileLimits`
 bounds the batch bodies being held (``BODY_BUDGET``), the file bytes being written (``WRITE_BUDGET``:
 a tree of 1 MiB files then writes as many at a time as eight streaming PUTs would) and the content of
 the read rounds in flight (``READ_BUDGET``). Waiters are served in arrival order; a single item bigger
-than a budget waits until the budget is idle and then runs alone.
+than a budget waits until the budget is idle and then runs alone (``user_app/byte_budget.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -35,14 +34,19 @@ import orjson
 from starlette.requests import Request
 
 from shared.bodies import read_body
-from shared.errors import BadRequest, RingFSError, UpstreamError
+from shared.errors import BadRequest, RingFSError
 from shared.paths import normalize_path
-from shared.protocol import (
-    DIGEST_SIZE, MAX_BATCH_FILES, decode_manifests, parse_paths_body, encode_batch_entry_header, iter_batch_files,
-)
+from shared.protocol.batches import encode_batch_entry_header, iter_batch_files, parse_paths_body
+from shared.protocol.manifests import Manifest
+from shared.protocol.rules import MAX_BATCH_FILES
+from shared.rpc.leader_client import LeaderClient
+from shared.rpc.ring_cache import Placement, RingCache
+from user_app.byte_budget import ByteBudget
 from user_app.metrics import BYTES_OUT
+from user_app.reader import ChunkReader
+from user_app.writer import WriteCoordinator
 
-log = logging.getLogger("ringfs.batch")
+log = logging.getLogger("ringfs.multi_file")
 
 # Largest POST /batch/write body (the whole batch is held in memory while its files are written).
 MAX_WRITE_BODY = 64 * 1024 * 1024
@@ -64,66 +68,14 @@ BODY_BUDGET = 32 * 1024 * 1024
 WRITE_BUDGET = 8 * 1024 * 1024
 READ_BUDGET = 3 * READ_GROUP_BYTES
 
-_JSON = {"Content-Type": "application/json"}
 
-
-class ByteBudget:
-    """An async byte semaphore, first come first served. :meth:`acquire` more than ``limit`` takes the
-    whole budget (it waits until nothing else holds any)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._waiters: deque[tuple[int, asyncio.Future]] = deque()
-
-    async def acquire(self, n: int) -> int:
-        """Wait until ``n`` bytes (capped at the limit) fit; returns the amount to :meth:`release`."""
-        n = min(max(n, 0), self.limit)
-        if not self._waiters and self.used + n <= self.limit:
-            self.used += n
-            return n
-        fut = asyncio.get_running_loop().create_future()
-        item = (n, fut)
-        self._waiters.append(item)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():  # granted just as it was cancelled
-                self.release(n)
-            else:
-                self._waiters.remove(item)
-                self._grant()  # it may have been blocking the head of the queue
-            raise
-        return n
-
-    def release(self, n: int) -> None:
-        self.used -= n
-        self._grant()
-
-    def _grant(self) -> None:
-        while self._waiters:
-            n, fut = self._waiters[0]
-            if self.used + n > self.limit:
-                return
-            self._waiters.popleft()
-            self.used += n
-            fut.set_result(None)
-
-
-class BatchLimits:
-    """The budgets of one user app process (kept on its FastAPI ``app.state``)."""
+class MultiFileLimits:
+    """The budgets of one user app process (``Services.limits``)."""
 
     def __init__(self) -> None:
         self.body = ByteBudget(BODY_BUDGET)
         self.write = ByteBudget(WRITE_BUDGET)
         self.read = ByteBudget(READ_BUDGET)
-
-
-def limits_of(app: Any) -> BatchLimits:
-    limits = getattr(app.state, "batch_limits", None)
-    if limits is None:
-        limits = app.state.batch_limits = BatchLimits()
-    return limits
 
 
 def _error(path: str, exc: BaseException) -> dict:
@@ -141,9 +93,9 @@ async def _one_block(data: memoryview) -> AsyncIterator[bytes]:
         yield data  # type: ignore[misc]  # the chunker copies what it keeps
 
 
-async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearray, *, create_only: bool,
-                      chunk_size: int | None) -> list[dict]:
-    """Write every file of a ``POST /batch/write`` body (``shared.protocol.iter_batch_files``); per file, in
+async def write_files(writer: WriteCoordinator, rings: RingCache, limits: MultiFileLimits, body: bytes | bytearray,
+                      *, create_only: bool, chunk_size: int | None) -> list[dict]:
+    """Write every file of a ``POST /batch/write`` body (``shared.protocol.batches.iter_batch_files``); per file, in
     order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``. Raises
     :class:`BadRequest` (whole request) on broken framing, more than ``MAX_BATCH_FILES`` files or a chunk
     size outside the cluster's bounds."""
@@ -151,7 +103,7 @@ async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearra
     if len(sections) > MAX_BATCH_FILES:
         raise BadRequest(f"{len(sections)} files exceed the limit of {MAX_BATCH_FILES} per batch")
     if chunk_size is not None:
-        (await services.rings.get()).chunk_size_for_upload(chunk_size)  # one 400 for the whole batch
+        (await rings.get()).chunk_size_for_upload(chunk_size)  # one 400 for the whole batch
     results: list[dict | None] = [None] * len(sections)
     by_path: dict[str, list[int]] = defaultdict(list)  # normalized path -> its sections, in batch order
     for i, (raw, _) in enumerate(sections):
@@ -164,7 +116,6 @@ async def write_batch(services: Any, limits: BatchLimits, body: bytes | bytearra
             by_path[normalize_path(path)].append(i)
         except BadRequest as exc:
             results[i] = _error(shown, exc)
-    writer = services.writer
     gate = asyncio.Semaphore(WRITE_CONCURRENCY)
 
     async def write_path(path: str, idxs: list[int]) -> None:
@@ -194,28 +145,6 @@ async def parse_read_request(request: Request) -> list[Any]:
     return parse_paths_body(await read_body(request, MAX_READ_BODY))[0]
 
 
-async def fetch_manifests(peers: Any, paths: list[str], version: int | None = None) -> list[tuple[dict, bytes] | RingFSError]:
-    """Per path (normalized), in order: ``(VersionInfo dict, packed digests)`` or the error the leader
-    answered for it, in one ``POST /manifests``. Raises :class:`Unavailable` when the leader cannot be
-    reached."""
-    if not paths:
-        return []
-    blob = await peers.leader_request("POST", "/manifests", data=orjson.dumps({"paths": paths, "version": version}),
-                                      headers=_JSON)
-    entries = decode_manifests(blob)
-    if len(entries) != len(paths):
-        raise UpstreamError(f"leader answered {len(entries)} manifests for {len(paths)} paths")
-    out: list[tuple[dict, bytes] | RingFSError] = []
-    for entry in entries:
-        if isinstance(entry, dict):
-            err = RingFSError(str(entry.get("error", "")))
-            err.status = int(entry["status"])
-            out.append(err)
-        else:
-            out.append(entry)
-    return out
-
-
 @dataclass
 class _Entry:
     """One requested file of a batch read: what to answer, or what to fetch."""
@@ -223,8 +152,7 @@ class _Entry:
     path: str  # as requested (echoed in the answer)
     status: int = 200
     error: str = ""
-    meta: dict | None = None
-    digests: bytes = b""
+    manifest: Manifest | None = None
     group: int = -1  # fetch round, -1 for an entry answered without chunks
     content: bytes = b""
 
@@ -233,11 +161,7 @@ def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def _digest_list(blob: bytes) -> list[bytes]:
-    return [blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE)]
-
-
-async def plan_read(services: Any, raw_paths: list[Any]) -> list[_Entry]:
+async def plan_read(leader: LeaderClient, raw_paths: list[Any]) -> list[_Entry]:
     """Validate the paths and resolve them in one leader call; returns the entries with their fetch round
     set (``group``). Raises :class:`Unavailable` when the leader is down (the whole request fails)."""
     entries: list[_Entry] = []
@@ -253,24 +177,23 @@ async def plan_read(services: Any, raw_paths: list[Any]) -> list[_Entry]:
             to_look.append(len(entries) - 1)
         except BadRequest as exc:
             entry.status, entry.error = exc.status, exc.message
-    manifests = await fetch_manifests(services.peers, names)
+    manifests = await leader.rpc_manifests(names)
     group, group_bytes, group_digests = 0, 0, 0
     for i, found in zip(to_look, manifests):
         entry = entries[i]
         if isinstance(found, RingFSError):
             entry.status, entry.error = found.status, found.message
             continue
-        meta, digests = found
-        size = meta["size"]
+        size, path = found.size, found.info.path
         if size > MAX_READ_FILE_SIZE:
             entry.status = 413
-            entry.error = (f"{meta['path']} is {size} bytes, over the batch read limit of {MAX_READ_FILE_SIZE} "
-                           f"bytes: stream it with GET /files/{meta['path']}")
+            entry.error = (f"{path} is {size} bytes, over the batch read limit of {MAX_READ_FILE_SIZE} "
+                           f"bytes: stream it with GET /files/{path}")
             continue
-        entry.meta, entry.digests = meta, digests
+        entry.manifest = found
         if size == 0:
             continue  # answered without a fetch
-        n = len(digests) // DIGEST_SIZE
+        n = len(found)
         if group_bytes and (group_bytes + size > READ_GROUP_BYTES or group_digests + n > READ_GROUP_DIGESTS):
             group, group_bytes, group_digests = group + 1, 0, 0
         entry.group = group
@@ -279,27 +202,29 @@ async def plan_read(services: Any, raw_paths: list[Any]) -> list[_Entry]:
     return entries
 
 
-async def _fetch_files(services: Any, placement: Any, files: list[_Entry]) -> None:
+async def _fetch_files(reader: ChunkReader, placement: Placement, files: list[_Entry]) -> None:
     """One ``reader.fetch`` over the distinct digests of ``files``; fills each one's ``content``. Raises
     what fetch raises."""
-    wanted = list(dict.fromkeys(d for e in files for d in _digest_list(e.digests)))
-    replication = max(e.meta.get("replication", placement.replication_factor) for e in files)  # type: ignore[union-attr]
-    cacheable = max(e.meta["size"] for e in files) <= services.reader.cache_max_file  # type: ignore[index]
-    datas = await services.reader.fetch(placement, wanted, replication, cacheable=cacheable)
+    manifests = [e.manifest for e in files if e.manifest is not None]
+    wanted = list(dict.fromkeys(d for m in manifests for d in m.digest_list()))
+    replication = max(m.info.replication for m in manifests)
+    cacheable = max(m.size for m in manifests) <= reader.cache_max_file
+    datas = await reader.fetch(placement, wanted, replication, cacheable=cacheable)
     got = dict(zip(wanted, datas))
     for e in files:
-        content = b"".join([got[d] for d in _digest_list(e.digests)])
-        if len(content) != e.meta["size"]:  # type: ignore[index]
-            e.status, e.error = 502, f"chunks of {e.meta['path']} add up to {len(content)} bytes, not {e.meta['size']}"  # type: ignore[index]
+        m = e.manifest
+        content = b"".join([got[d] for d in m.digest_list()])  # type: ignore[union-attr]
+        if len(content) != m.size:  # type: ignore[union-attr]
+            e.status, e.error = 502, f"chunks of {m.info.path} add up to {len(content)} bytes, not {m.size}"  # type: ignore[union-attr]
         else:
             e.content = content
 
 
-async def _fetch_group(services: Any, placement: Any, files: list[_Entry]) -> None:
+async def _fetch_group(reader: ChunkReader, placement: Placement, files: list[_Entry]) -> None:
     """Fetch one round; when it fails (a chunk with no intact copy anywhere), fetch its files one by one
     so that only the files that cannot be read get an error entry."""
     try:
-        await _fetch_files(services, placement, files)
+        await _fetch_files(reader, placement, files)
         return
     except Exception as exc:  # noqa: BLE001
         if len(files) == 1:
@@ -312,7 +237,7 @@ async def _fetch_group(services: Any, placement: Any, files: list[_Entry]) -> No
 
     async def alone(e: _Entry) -> None:
         async with gate:
-            await _fetch_group(services, placement, [e])
+            await _fetch_group(reader, placement, [e])
 
     await asyncio.gather(*(alone(e) for e in files))
 
@@ -321,21 +246,22 @@ async def _fetch_group(services: Any, placement: Any, files: list[_Entry]) -> No
 SEND_BLOCK = 1024 * 1024
 
 
-async def stream_read(services: Any, limits: BatchLimits, entries: list[_Entry]) -> AsyncIterator[bytes]:
-    """The binary answer of a planned batch read (``shared.protocol.encode_batch_entries`` framing), in
+async def stream_read(reader: ChunkReader, rings: RingCache, limits: MultiFileLimits, entries: list[_Entry]
+                      ) -> AsyncIterator[bytes]:
+    """The binary answer of a planned batch read (``shared.protocol.batches.encode_batch_entries`` framing), in
     blocks of about ``SEND_BLOCK`` bytes; the next fetch round runs while the current one is sent. Each
     round holds its content's worth of the read budget from before its fetch until it is sent."""
     groups: dict[int, list[_Entry]] = defaultdict(list)
     for e in entries:
         if e.group >= 0:
             groups[e.group].append(e)
-    placement = await services.rings.get() if groups else None
+    placement = await rings.get() if groups else None
     tasks: dict[int, asyncio.Task] = {}
     held: dict[int, int] = {}  # group -> bytes of the read budget it holds
 
     async def fetch(g: int) -> None:
-        held[g] = await limits.read.acquire(sum(e.meta["size"] for e in groups[g]))  # type: ignore[index]
-        await _fetch_group(services, placement, groups[g])
+        held[g] = await limits.read.acquire(sum(e.manifest.size for e in groups[g]))  # type: ignore[union-attr]
+        await _fetch_group(reader, placement, groups[g])  # type: ignore[arg-type]
 
     def start(g: int) -> None:
         if g in groups and g not in tasks:

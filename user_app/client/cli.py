@@ -7,11 +7,9 @@ Every command that talks to RingFS takes ``--url`` (default ``http://127.0.0.1:8
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,7 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from user_app.client import DEFAULT_URL, Client, ClientError
+from user_app.client import transfer
+from user_app.client.client import DEFAULT_URL, Client, ClientError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="RingFS: a GFS-style distributed file system.")
@@ -30,8 +29,6 @@ out = Console()
 err = Console(stderr=True)
 
 UrlOption = typer.Option(DEFAULT_URL, "--url", envvar="RINGFS_URL", help="User app URL.")
-# Parallel transfers for -r: enough to hide round trips, few enough not to swamp a 2-core box.
-DEFAULT_JOBS = 8
 
 
 def _fail(message: str) -> None:
@@ -53,64 +50,25 @@ def _run(fn: Callable[[], None]) -> None:
         _fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
 
 
-# -r batches small files: files up to BATCH_FILE_LIMIT bytes go BATCH_MAX_FILES / BATCH_MAX_BYTES at a time
-# through POST /batch/write and /batch/read (one request per batch instead of one per file); larger
-# files stream one request each.
-BATCH_FILE_LIMIT = 1024 * 1024
-BATCH_MAX_FILES = 256
-BATCH_MAX_BYTES = 8 * 1024 * 1024
-
-# A unit of a -r copy: run with the shared client, returns (files done, bytes done, per-file error lines).
-Unit = Callable[[Client], tuple[int, int, list[str]]]
-
-
-def _batches(items: list[tuple[str, str, int]]) -> list[list[tuple[str, str, int]]]:
-    """Group ``(src, dst, size)`` items (in order) into batches of at most ``BATCH_MAX_FILES`` files and
-    ``BATCH_MAX_BYTES`` bytes."""
-    out: list[list[tuple[str, str, int]]] = []
-    cur: list[tuple[str, str, int]] = []
-    cur_bytes = 0
-    for item in items:
-        if cur and (len(cur) >= BATCH_MAX_FILES or cur_bytes + item[2] > BATCH_MAX_BYTES):
-            out.append(cur)
-            cur, cur_bytes = [], 0
-        cur.append(item)
-        cur_bytes += item[2]
-    if cur:
-        out.append(cur)
-    return out
-
-
-def _file_error(path: str, exc: Exception) -> str:
-    if isinstance(exc, OSError):
-        return f"{path}: {exc.strerror or exc}"
-    return f"{path}: {exc}"
-
-
-def _copy_many(units: list[Unit], total_files: int, url: str, workers: int, label: str) -> None:
-    """Run ``units`` on ``workers`` threads sharing one client; print one line per failed file as it
-    happens and exit 1 at the end if any failed (the rest still copies). The progress bar and the summary
-    show on a terminal only."""
+def _copy_tree(plan: transfer.Plan, url: str, jobs: int, label: str) -> None:
+    """Run a tree copy; print one line per failed file as it happens and exit 1 at the end if any failed
+    (the rest still copies). The progress bar and the summary show on a terminal only."""
     show = err.is_terminal
     started = time.monotonic()
-    done_bytes = done_files = 0
-    failed = 0
-    with Client(url) as client, _progress(total_files, show) as progress:
+    with _progress(plan.files, show) as progress:
         task = progress.add_task(label, total=None)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for fut in as_completed([pool.submit(unit, client) for unit in units]):
-                files, n, errors = fut.result()
-                done_files += files
-                done_bytes += n
-                for line in errors:
-                    progress.console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
-                failed += len(errors)
-                progress.update(task, advance=n)
+
+        def on_result(result: transfer.UnitResult) -> None:
+            for line in result.errors:
+                progress.console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+            progress.update(task, advance=result.bytes)
+
+        total = transfer.run_units(plan, url, jobs, on_result)
     secs = max(time.monotonic() - started, 1e-9)
     if show:
-        err.print(f"{label}: {done_files} files, {done_bytes} bytes in {secs:.2f}s ({done_files / secs:.0f} files/s)"
-                  + (f", {failed} failed" if failed else ""))
-    if failed:
+        err.print(f"{label}: {total.files} files, {total.bytes} bytes in {secs:.2f}s ({total.files / secs:.0f} files/s)"
+                  + (f", {len(total.errors)} failed" if total.errors else ""))
+    if total.errors:
         raise typer.Exit(1)
 
 
@@ -120,68 +78,16 @@ def put(local: Path = typer.Argument(..., help="Local file, or folder with -r.")
         recursive: bool = typer.Option(False, "-r", "--recursive", help="Copy a whole folder tree."),
         create_only: bool = typer.Option(False, "--create-only", help="Fail if the path exists."),
         chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Chunk size in bytes for this upload."),
-        jobs: int = typer.Option(DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
+        jobs: int = typer.Option(transfer.DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
         url: str = UrlOption) -> None:
     """Upload a file (or a tree with -r)."""
-
-    def one(src: str, dst: str) -> Unit:
-        def unit(client: Client) -> tuple[int, int, list[str]]:
-            try:
-                return 1, client.put_file(src, dst, create_only=create_only, chunk_size=chunk_size)["size"], []
-            except (ClientError, OSError) as exc:
-                return 0, 0, [_file_error(src, exc)]
-        return unit
-
-    def batch(items: list[tuple[str, str, int]]) -> Unit:
-        def unit(client: Client) -> tuple[int, int, list[str]]:
-            errors: list[str] = []
-            srcs: list[str] = []
-            files: list[tuple[str, bytes]] = []
-            for src, dst, _ in items:
-                try:
-                    files.append((dst, Path(src).read_bytes()))
-                    srcs.append(src)
-                except OSError as exc:
-                    errors.append(_file_error(src, exc))
-            if not files:
-                return 0, 0, errors
-            try:
-                results = client.put_many(files, create_only=create_only, chunk_size=chunk_size)
-            except ClientError as exc:
-                return 0, 0, errors + [_file_error(src, exc) for src in srcs]
-            n = done = 0
-            for src, r in zip(srcs, results):
-                if "error" in r:
-                    errors.append(f"{src}: {r['error']} (HTTP {r['status']})")
-                else:
-                    n += r["size"]
-                    done += 1
-            return done, n, errors
-        return unit
 
     def run() -> None:
         if recursive:
             if not local.is_dir():
                 _fail(f"{local} is not a folder")
-            base = remote.strip("/")
-            small: list[tuple[str, str, int]] = []
-            units: list[Unit] = []
-            for root, _, files in os.walk(local):
-                for name in sorted(files):
-                    p = Path(root) / name
-                    rel = p.relative_to(local).as_posix()
-                    dst = f"{base}/{rel}" if base else rel
-                    try:
-                        size = p.stat().st_size
-                    except OSError:
-                        size = BATCH_FILE_LIMIT + 1  # let the single PUT report it
-                    if size <= BATCH_FILE_LIMIT:
-                        small.append((str(p), dst, size))
-                    else:
-                        units.append(one(str(p), dst))
-            total = len(small) + len(units)
-            units += [batch(b) for b in _batches(small)]
-            _copy_many(units, total, url, jobs, "put")
+            _copy_tree(transfer.plan_upload(local, remote, create_only=create_only, chunk_size=chunk_size),
+                       url, jobs, "put")
             return
         if local.is_dir():
             _fail(f"{local} is a folder: use -r")
@@ -197,87 +103,31 @@ def put(local: Path = typer.Argument(..., help="Local file, or folder with -r.")
     _run(run)
 
 
-def _write_atomic(local: Path, data: bytes) -> None:
-    """Write ``data`` to ``local`` through a temp file and a rename, as ``Client.get_file`` does."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.ringfs-part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, local)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @app.command()
 def get(remote: str = typer.Argument(..., help="Path in RingFS (folder with -r)."),
         local: Path = typer.Argument(..., help="Local file, or folder with -r; '-' writes to stdout."),
         recursive: bool = typer.Option(False, "-r", "--recursive", help="Copy a whole folder tree."),
         version: Optional[int] = typer.Option(None, "--version", help="Read an older version."),
-        jobs: int = typer.Option(DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
+        jobs: int = typer.Option(transfer.DEFAULT_JOBS, "-j", "--jobs", help="Parallel transfers for -r."),
         url: str = UrlOption) -> None:
     """Download a file (or a tree with -r)."""
-
-    def one(src: str, dst: str) -> Unit:
-        def unit(client: Client) -> tuple[int, int, list[str]]:
-            try:
-                return 1, client.get_file(src, dst), []
-            except (ClientError, OSError) as exc:
-                return 0, 0, [_file_error(src, exc)]
-        return unit
-
-    def batch(items: list[tuple[str, str, int]]) -> Unit:
-        def unit(client: Client) -> tuple[int, int, list[str]]:
-            try:
-                got = client.get_many([src for src, _, _ in items])
-            except ClientError as exc:
-                return 0, 0, [_file_error(src, exc) for src, _, _ in items]
-            errors: list[str] = []
-            n = done = 0
-            for (src, dst, _), (_, status, data) in zip(items, got):
-                try:
-                    if status == 413:  # grew past the batch limit since the listing: stream it
-                        n += client.get_file(src, dst)
-                    elif status != 200:
-                        try:
-                            message = json.loads(data).get("error", "")
-                        except ValueError:
-                            message = data[:200].decode(errors="replace")
-                        errors.append(f"{src}: {message} (HTTP {status})")
-                        continue
-                    else:
-                        _write_atomic(Path(dst), data)
-                        n += len(data)
-                    done += 1
-                except (ClientError, OSError) as exc:
-                    errors.append(_file_error(src, exc))
-            return done, n, errors
-        return unit
 
     def run() -> None:
         with Client(url) as client:
             if recursive:
-                base = remote.strip("/")
-                entries = client.ls(base, recursive=True)
-                small: list[tuple[str, str, int]] = []
-                units: list[Unit] = []
-                for e in entries:
-                    rel = e["path"][len(base) + 1:] if base else e["path"]
-                    if e.get("size", BATCH_FILE_LIMIT + 1) <= BATCH_FILE_LIMIT:
-                        small.append((e["path"], str(local / rel), e["size"]))
-                    else:
-                        units.append(one(e["path"], str(local / rel)))
-                units += [batch(b) for b in _batches(small)]
-                _copy_many(units, len(entries), url, jobs, "get")
-                return
-            if str(local) == "-":
+                plan = transfer.plan_download(client, remote, local)
+            elif str(local) == "-":
                 for block in client.iter_bytes(remote, version=version):
                     sys.stdout.buffer.write(block)
                 return
-            size = client.stat(remote, version=version)["size"]
-            with _progress(size, err.is_terminal and size > 8 << 20) as progress:
-                task = progress.add_task(remote, total=size)
-                client.get_file(remote, local, version=version, progress=lambda n: progress.update(task, advance=n))
+            else:
+                size = client.stat(remote, version=version)["size"]
+                with _progress(size, err.is_terminal and size > 8 << 20) as progress:
+                    task = progress.add_task(remote, total=size)
+                    client.get_file(remote, local, version=version,
+                                    progress=lambda n: progress.update(task, advance=n))
+                return
+        _copy_tree(plan, url, jobs, "get")
 
     _run(run)
 
@@ -330,13 +180,23 @@ def versions(path: str, url: str = UrlOption) -> None:
 @app.command()
 def rm(path: str, url: str = UrlOption) -> None:
     """Delete a file."""
-    _run(lambda: Client(url).rm(path))
+
+    def run() -> None:
+        with Client(url) as client:
+            client.rm(path)
+
+    _run(run)
 
 
 @app.command()
 def mv(src: str, dst: str, url: str = UrlOption) -> None:
     """Rename a file or a folder."""
-    _run(lambda: Client(url).mv(src, dst))
+
+    def run() -> None:
+        with Client(url) as client:
+            client.mv(src, dst)
+
+    _run(run)
 
 
 @app.command()
@@ -445,7 +305,7 @@ def up(chunk_servers: int = typer.Option(3, "--chunk-servers", help="How many ch
        leader_port: int = typer.Option(8000, "--leader-port", help="Leader port."),
        chunk_server_port: int = typer.Option(8100, "--chunk-server-port", help="First chunk server port.")) -> None:
     """Start a whole cluster on this machine (leader, chunk servers, user app); Ctrl-C stops it."""
-    from shared.local_cluster import LocalCluster
+    from user_app.client.local_cluster import LocalCluster
 
     cluster = LocalCluster(data_dir=data_dir, chunk_servers=chunk_servers, replication=replication,
                            database_url=database_url, leader_port=leader_port, user_app_port=port,

@@ -1,0 +1,144 @@
+"""The chunk store's connections and threads: the base class every concern of the store builds on.
+
+Threads: sqlite3 blocks, so no call runs on the event loop. One writer thread owns the write connection
+(SQLite admits one writer anyway); a few reader threads own one connection each and, thanks to WAL, read
+committed data beside the writer. A checkpointer thread copies the WAL into the database in the
+background.
+
+Durability: ``synchronous=NORMAL`` acknowledges once the WAL write is in the operating system, which
+survives ``kill -9`` of the process; ``fsync=True`` selects ``synchronous=FULL`` (survives power loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from .schema import PAGE_SIZE, SCHEMA
+
+T = TypeVar("T")
+
+READER_THREADS = 4  # reads are short index probes; a few threads keep the loop free without GIL churn
+CACHE_KIB = 16384  # page cache per connection (5 connections): the digest index's hot pages; 64 MiB each put a chunk server at ~400 MiB resident
+BUSY_TIMEOUT_MS = 10_000  # a reader may briefly wait for a checkpoint
+# Checkpoints (copying the WAL into the database, with an fsync) run in their own thread so the writer never
+# pays for them; measured, they were half of the time of a prepare's COMMIT. The writer's own
+# auto-checkpoint stays as a safety net should the background thread fall far behind.
+CHECKPOINT_INTERVAL = 0.5  # seconds
+CHECKPOINT_MIN_WAL = 4 * 1024 * 1024  # bytes of WAL worth a checkpoint
+# Under steady writes a PASSIVE checkpoint never catches up with the end of the WAL, so the WAL would never
+# restart from its beginning and would grow; past this size the checkpointer briefly holds off the writer
+# (RESTART) to finish the little that is left.
+WAL_RESTART_BYTES = 32 * 1024 * 1024
+WRITER_AUTOCHECKPOINT_PAGES = 8192  # 128 MiB of 16 KiB pages
+WAL_SIZE_LIMIT = WAL_RESTART_BYTES  # the WAL file is truncated back to this after a restart
+
+
+def _connect(path: Path, fsync: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new database
+    # Only takes effect before the first table is created; lets GC give pages back to the file system.
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+class Connections:
+    """The database ``data_dir/chunks.db`` (created with its schema if missing), its writer thread, its
+    ``readers`` reader threads and its checkpointer thread. Subclasses run their SQL with :meth:`_write`
+    and :meth:`_read`, never on the event loop.
+
+    Raises ``RuntimeError`` if the database has the pre-issue-4 layout (``state`` inside ``chunks``), and
+    ``sqlite3.Error`` or ``OSError`` if it cannot be created or opened."""
+
+    def __init__(self, data_dir: Path, fsync: bool = False, readers: int = READER_THREADS) -> None:
+        self.path = Path(data_dir) / "chunks.db"
+        self.fsync = fsync
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-writer")
+        self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="chunk-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer = self._writer_pool.submit(self._open_writer).result()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="chunk-checkpointer", daemon=True)
+        self._checkpointer.start()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, self.fsync)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+        if "state" in columns:
+            raise RuntimeError(f"{self.path} has the pre-issue-4 layout (state inside chunks); "
+                               "move it away or migrate it before starting this version")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        return conn
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path, self.fsync)
+        wal = self.path.parent / (self.path.name + "-wal")
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL):
+                try:
+                    size = wal.stat().st_size
+                    if size >= WAL_RESTART_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the bulk, beside the writer
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)")  # the tail, writer held off
+                    elif size >= CHECKPOINT_MIN_WAL:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error):
+                    pass  # the next round retries; the writer's auto-checkpoint is the safety net
+        finally:
+            conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path, self.fsync)
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` on the writer thread inside one ``BEGIN IMMEDIATE`` ... ``COMMIT``; whatever ``fn``
+        raises rolls the transaction back and is raised here."""
+
+        def run() -> T:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` on a reader thread, with that thread's own connection (autocommit: each statement
+        sees the last committed data unless ``fn`` opens a transaction itself)."""
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, lambda: fn(self._reader()))
+
+    def close(self) -> None:
+        """Wait for queued work, then close every connection (checkpointing the WAL on the last close)."""
+        self._stop.set()
+        self._checkpointer.join()
+        self._reader_pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._writer_pool.submit(self._writer.close).result()
+        self._writer_pool.shutdown(wait=True)

@@ -1,0 +1,276 @@
+"""The leader's half of the two-phase commit: prepare (phase 2), commit (phase 4), abort, and the expiry
+of pending versions.
+
+The reference design's write: phase 2 records the version as ``pending`` with its ordered chunk list,
+phase 4 commits it (only then visible); pending versions never committed are swept after
+``PENDING_TTL``, and their transaction ids are remembered for :data:`EXPIRED_TXN_RETENTION` so that a
+late commit answers 410 Gone rather than 404. Version numbers are ``1 + max(version)`` over every row of
+the path (GFS §4.5 keeps a version number per chunk; here per file). Two writers racing for the same
+number both succeed: the loser hits the ``(path, version)`` unique constraint and retries in a fresh
+transaction.
+
+One code path for one transaction and many: :func:`prepare_many` and :func:`commit_many` are the
+implementation (``POST /txns/batch`` and ``/txns/batch-commit``, which user apps use to coalesce
+concurrent uploads); :func:`prepare` and :func:`commit` are one-item batches that raise their item's
+error. A batch answers, per transaction, exactly what its single call answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from leader import version_sql as sql
+from leader.new_version import NewVersion
+from leader.store import WRITE_RETRIES, Store
+from shared.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, RingFSError, Unavailable
+from shared.protocol.models import PreparedVersion, VersionInfo
+from shared.protocol.rules import validate_txn_id
+
+# Seconds an expired transaction id is remembered after the sweep dropped its pending version: one day,
+# far longer than any client waits between its prepare and its commit, so a late commit answers 410;
+# after that it is a 404 like an unknown transaction. The trash-purge job forgets older ones.
+EXPIRED_TXN_RETENTION = 24 * 3600.0
+# Transaction ids per statement of the sweep's bookkeeping (bounds an IN list's bind parameters).
+_IDS_PER_STATEMENT = 500
+
+T = TypeVar("T")
+
+
+def _one(outcome: T | RingFSError) -> T:
+    """A one-item batch's outcome: its result, or its error raised."""
+    if isinstance(outcome, RingFSError):
+        raise outcome
+    return outcome
+
+
+# ---------------------------------------------------------------- prepare (phase 2)
+
+
+async def prepare(store: Store, nv: NewVersion) -> PreparedVersion:
+    """Record ``nv`` as a pending version with the next version number of its path.
+
+    Raises :class:`Conflict` (409) when the transaction id was used before (by a version or by a
+    transaction that expired), :class:`PreconditionFailed` (412) for a create-only write when the path
+    has a live version, :class:`Unavailable` (503) after ``WRITE_RETRIES`` lost races."""
+    return _one((await prepare_many(store, [nv]))[0])
+
+
+class _NotRecorded(Exception):
+    """A version of the batch was not inserted (its transaction id expired): the transaction rolls back."""
+
+
+async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[PreparedVersion | RingFSError]:
+    """:func:`prepare` of each of ``nvs`` (validated, distinct transaction ids): per item, in order, its
+    :class:`PreparedVersion` or the error its single prepare raises.
+
+    All go in one transaction (one live-version query when some are create-only, then one
+    ``INSERT ... SELECT`` per :data:`version_sql.ROWS_PER_INSERT` versions); versions of one path get
+    consecutive numbers in batch order. If that transaction loses a unique-constraint race (a concurrent
+    writer took a version number, or a transaction id was used before) or meets an expired transaction
+    id, it rolls back; a batch then goes one by one, in order, each item as a one-item batch, which
+    retries a lost race up to ``WRITE_RETRIES`` times."""
+    if not nvs:
+        return []
+    for attempt in range(WRITE_RETRIES):
+        outcomes: list[PreparedVersion | RingFSError | None] = [None] * len(nvs)
+        try:
+            async with store.write_conn() as conn:
+                create_only_paths = sorted({nv.path for nv in nvs if nv.create_only})
+                live = set()
+                if create_only_paths:
+                    live = set((await conn.execute(sql.LIVE_PATHS, {"paths": create_only_paths})).scalars())
+                todo: list[int] = []
+                for i, nv in enumerate(nvs):
+                    if nv.create_only and nv.path in live:
+                        outcomes[i] = PreconditionFailed(f"{nv.path!r} already exists (create-only write)")
+                    else:
+                        todo.append(i)
+                now = time.time()
+                versions: dict[str, int] = {}
+                for start in range(0, len(todo), sql.ROWS_PER_INSERT):
+                    group = [nvs[i] for i in todo[start : start + sql.ROWS_PER_INSERT]]
+                    for row in await conn.execute(sql.insert_pending(len(group)), _insert_params(group, now)):
+                        versions[row.txn_id] = row.version
+                if len(versions) < len(todo):
+                    raise _NotRecorded()  # rolls the transaction back
+        except (IntegrityError, _NotRecorded):
+            if len(nvs) > 1:
+                return [(await prepare_many(store, [nv]))[0] for nv in nvs]
+            txn_id = nvs[0].txn_id
+            async with store.read_conn() as conn:
+                if (await conn.execute(sql.TXN_ID_USED, {"t": txn_id})).scalar():
+                    return [Conflict(f"txn_id {txn_id!r} was already used")]
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # de-synchronize racers
+            continue
+        for i in todo:
+            nv = nvs[i]
+            outcomes[i] = PreparedVersion(txn_id=nv.txn_id, path=nv.path, version=versions[nv.txn_id])
+        return outcomes  # type: ignore[return-value]
+    return [Unavailable(f"could not assign a version to {nvs[0].path!r}: too many concurrent writers")]
+
+
+def _insert_params(group: list[NewVersion], now: float) -> dict:
+    """The binds of ``version_sql.insert_pending(len(group))``."""
+    params: dict = {}
+    seen: dict[str, int] = {}  # path -> versions of it so far in this statement
+    for i, nv in enumerate(group):
+        seen[nv.path] = ordinal = seen.get(nv.path, 0) + 1
+        params.update({
+            f"path_{i}": nv.path, f"size_{i}": nv.size, f"sha256_{i}": nv.sha256, f"chunk_size_{i}": nv.chunk_size,
+            f"replication_{i}": nv.replication, f"chunk_count_{i}": nv.chunk_count,
+            f"chunk_digests_{i}": nv.digests, f"txn_id_{i}": nv.txn_id, f"create_only_{i}": nv.create_only,
+            f"created_at_{i}": now, f"ordinal_{i}": ordinal,
+        })
+    return params
+
+
+# ---------------------------------------------------------------- commit (phase 4)
+
+
+async def commit(store: Store, txn_id: str) -> VersionInfo:
+    """Make the pending version of ``txn_id`` visible; its :class:`VersionInfo`.
+
+    Idempotent: a committed (or since deleted) transaction answers its info again. Raises
+    :class:`BadRequest` (400) for a malformed transaction id, :class:`NotFound` (404) for an unknown
+    one, :class:`Gone` (410) when its pending version was swept after ``PENDING_TTL``, and
+    :class:`PreconditionFailed` (412) when a create-only write lost the race to another version of its
+    path (the transaction is then aborted)."""
+    return _one((await commit_many(store, [txn_id]))[0])
+
+
+async def commit_many(store: Store, txn_ids: list[str]) -> list[VersionInfo | RingFSError]:
+    """:func:`commit` of each of ``txn_ids`` (distinct): per transaction, in order, its
+    :class:`VersionInfo` or the error its single commit raises.
+
+    Every pending plain write commits in one ``UPDATE ... RETURNING``; its paths are marked busy in the
+    manifest cache before the transaction commits and invalidated after it ended
+    (``leader/manifest_cache.py``). The rest (create-only, already committed, unknown, expired) take the
+    careful path one by one."""
+    outcomes: dict[str, VersionInfo | RingFSError] = {}
+    valid: list[str] = []
+    for txn_id in txn_ids:
+        try:
+            valid.append(validate_txn_id(txn_id))
+        except BadRequest as exc:
+            outcomes[txn_id] = exc
+    if valid:
+        outcomes.update(await _commit_plain(store, valid))
+    for txn_id in valid:
+        if txn_id not in outcomes:
+            try:
+                outcomes[txn_id] = await _commit_careful(store, txn_id)
+            except RingFSError as exc:
+                outcomes[txn_id] = exc
+    return [outcomes[txn_id] for txn_id in txn_ids]
+
+
+async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionInfo]:
+    """The pending plain writes among ``txn_ids``, committed in one statement: ``{txn_id: info}``."""
+    cache = store.cache
+    committed: dict[str, VersionInfo] = {}
+    busy: list[str] = []
+    try:
+        async with store.write_conn() as conn:
+            for row in await conn.execute(*sql.commit_plain(txn_ids, time.time())):
+                cache.begin_write(row.path)
+                busy.append(row.path)
+                committed[row.txn_id] = sql.version_info(row)
+    finally:
+        for path in busy:
+            cache.end_write(path)
+    return committed
+
+
+async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
+    """:func:`commit` of a create-only, already committed, unknown or expired transaction."""
+    cache = store.cache
+    path = None
+    lost_race = False
+    try:
+        async with store.write_conn() as conn:
+            head = (await conn.execute(sql.TXN_HEAD, {"t": txn_id})).first()
+            if head is None:
+                raise await _missing(conn, txn_id)
+            path = head.path
+            cache.begin_write(path)
+            if head.create_only and head.state == sql.PENDING:
+                # Lock every row of the path in id order, so concurrent create-only commits of one path
+                # serialize on PostgreSQL (READ COMMITTED re-reads the winner's committed row); on SQLite
+                # the store's write lock already serializes them.
+                await conn.execute(sql.LOCK_PATH, {"path": path})
+            row = (await conn.execute(sql.TXN_ROW, {"t": txn_id})).first()
+            if row is None:
+                raise await _missing(conn, txn_id)
+            if row.state != sql.PENDING:
+                info = sql.version_info(row)
+            elif row.create_only and await sql.live_version_exists(conn, row.path, exclude_id=row.id):
+                await conn.execute(sql.DELETE_ROW, {"row_id": row.id})
+                lost_race = True
+            else:
+                info = sql.version_info((await conn.execute(sql.COMMIT_ROW, {"row_id": row.id, "now": time.time()})).one())
+    finally:
+        if path is not None:
+            cache.end_write(path)
+    if lost_race:  # raised once the abort is committed
+        raise PreconditionFailed(f"{path!r} was created by another writer first; transaction aborted")
+    return info
+
+
+async def _missing(conn: AsyncConnection, txn_id: str) -> RingFSError:
+    """The error for a transaction without a version row: :class:`Gone` if the sweep expired it,
+    else :class:`NotFound`."""
+    if (await conn.execute(sql.TXN_EXPIRED, {"t": txn_id})).first() is not None:
+        return Gone(f"transaction {txn_id!r} expired: its pending version was not committed within "
+                    f"PENDING_TTL and was swept; write the file again")
+    return NotFound(f"transaction {txn_id!r} is unknown or expired")
+
+
+# ---------------------------------------------------------------- abort
+
+
+async def abort(store: Store, txn_id: str) -> None:
+    """Drop the pending version of ``txn_id``. Raises :class:`BadRequest` (400) for a malformed
+    transaction id, :class:`NotFound` (404) when it is unknown or already swept or aborted, and
+    :class:`Conflict` (409) when it is already committed."""
+    validate_txn_id(txn_id)
+    async with store.write_conn() as conn:
+        row = (await conn.execute(sql.TXN_ROW, {"t": txn_id})).first()
+        if row is None:
+            raise NotFound(f"transaction {txn_id!r} is unknown or expired")
+        if row.state != sql.PENDING:
+            raise Conflict(f"transaction {txn_id!r} is already committed")
+        await conn.execute(sql.DELETE_ROW, {"row_id": row.id})
+
+
+# ---------------------------------------------------------------- expiry
+
+
+async def sweep_pending(store: Store, ttl: float) -> int:
+    """Delete the pending versions created more than ``ttl`` seconds ago (the reference design's
+    10-minute rule) and record their transaction ids as expired, in one transaction; return how many.
+    Their commit then answers 410 (:func:`commit`)."""
+    now = time.time()
+    async with store.write_conn() as conn:
+        swept = list((await conn.execute(sql.SWEEP_PENDING, {"cutoff": now - ttl})).scalars())
+        for start in range(0, len(swept), _IDS_PER_STATEMENT):
+            group = swept[start : start + _IDS_PER_STATEMENT]
+            # An id recorded already (reused by a client after an earlier expiry) keeps its record.
+            known = set((await conn.execute(sql.EXPIRED_AMONG, {"ts": group})).scalars())
+            fresh = [{"txn_id": t, "expired_at": now} for t in group if t not in known]
+            if fresh:
+                await conn.execute(sql.RECORD_EXPIRED, fresh)
+    return len(swept)
+
+
+async def forget_expired(store: Store, retention: float = EXPIRED_TXN_RETENTION) -> int:
+    """Drop the records of transactions expired more than ``retention`` seconds ago; return how many.
+    Their commit then answers 404 like an unknown transaction's."""
+    async with store.write_conn() as conn:
+        result = await conn.execute(sql.PURGE_EXPIRED, {"cutoff": time.time() - retention})
+    return result.rowcount or 0

@@ -1,0 +1,168 @@
+"""The SQL of file versions: the version states, the Core statements of the two-phase commit and of the
+lookups, and the one mapping of a row to :class:`VersionInfo` (by column name, never by position).
+
+Statements are built once (the prepare insert once per batch size): SQLAlchemy caches their compiled
+form, and Core on a plain connection skips the ORM's unit of work. Bind parameters are typed so that
+PostgreSQL (asyncpg renders casts) infers the right types in a SELECT list.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, delete, exists, false, func, literal, or_, select, union_all, update
+from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import BindParameter
+
+from leader.models import ExpiredTxn, FileVersion
+from shared.protocol.models import VersionInfo
+
+PENDING, COMMITTED, DELETED = "pending", "committed", "deleted"
+
+FILE_VERSIONS = FileVersion.__table__
+EXPIRED_TXNS = ExpiredTxn.__table__
+_C = FILE_VERSIONS.c
+_E = EXPIRED_TXNS.c
+
+# The columns version_info() reads.
+INFO_COLUMNS = (_C.path, _C.version, _C.size, _C.sha256, _C.chunk_count, _C.chunk_size, _C.replication,
+                _C.state, _C.created_at, _C.committed_at, _C.deleted_at)
+
+
+def version_info(row: Row) -> VersionInfo:
+    """The :class:`VersionInfo` of a row holding :data:`INFO_COLUMNS` (other columns are ignored)."""
+    m = row._mapping
+    return VersionInfo(
+        path=m["path"], version=m["version"], size=m["size"], sha256=m["sha256"], chunks=m["chunk_count"],
+        chunk_size=m["chunk_size"], replication=m["replication"], state=m["state"],
+        created_at=m["created_at"], committed_at=m["committed_at"], deleted_at=m["deleted_at"],
+    )
+
+
+def _typed(name: str, column: str | None = None) -> BindParameter:
+    """A bind parameter ``name`` typed as the ``file_versions`` column ``column`` (default: ``name``)."""
+    return bindparam(name, type_=_C[column or name].type)
+
+
+def _txn() -> BindParameter:
+    return _typed("t", "txn_id")
+
+
+def _paths() -> BindParameter:
+    return bindparam("paths", expanding=True)
+
+
+async def live_version_exists(conn: Any, path: str, exclude_id: int | None = None) -> bool:
+    """Whether ``path`` has a committed version (other than row ``exclude_id``); ``conn`` is a Core
+    connection or an ORM session inside the caller's transaction."""
+    q = select(_C.id).where(_C.path == path, _C.state == COMMITTED)
+    if exclude_id is not None:
+        q = q.where(_C.id != exclude_id)
+    return (await conn.execute(q.limit(1))).first() is not None
+
+
+# ---------------------------------------------------------------- prepare (phase 2)
+
+# Columns a prepare sends per version; ``version`` and ``state`` are computed in SQL.
+NEW_VERSION_COLUMNS = ("path", "size", "sha256", "chunk_size", "replication", "chunk_count", "chunk_digests",
+                       "txn_id", "create_only", "created_at")
+# Versions in one INSERT statement: SQLite allows 500 terms in a compound SELECT.
+ROWS_PER_INSERT = 256
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def insert_pending(n: int):
+    """``INSERT ... SELECT ... RETURNING txn_id, version`` of ``n`` pending versions, in one statement.
+
+    Binds ``<column>_<i>`` for each of :data:`NEW_VERSION_COLUMNS` and ``ordinal_<i>`` (1 for the first
+    version of its path in this statement, 2 for the second, ...) per version ``i``. Each version gets
+    ``ordinal + max(version)`` over every row of its path, both databases reading the table as it was
+    when the statement began. A version whose transaction id expired is not inserted (no row returned)."""
+    rows = union_all(*[
+        select(*[_typed(f"{name}_{i}", name).label(name) for name in NEW_VERSION_COLUMNS],
+               bindparam(f"ordinal_{i}", type_=Integer).label("ordinal"))
+        for i in range(n)
+    ])
+    new = rows.subquery("incoming")
+    top = (select(func.coalesce(func.max(_C.version), 0)).where(_C.path == new.c.path)
+           .correlate(new).scalar_subquery())
+    source = (select(*[new.c[name] for name in NEW_VERSION_COLUMNS], (top + new.c.ordinal).label("version"),
+                     literal(PENDING, _C.state.type).label("state"))
+              .where(~exists().where(_E.txn_id == new.c.txn_id)))
+    return (FILE_VERSIONS.insert()
+            .from_select([*NEW_VERSION_COLUMNS, "version", "state"], source)
+            .returning(_C.txn_id, _C.version))
+
+
+LIVE_PATHS = select(_C.path).where(_C.path.in_(_paths()), _C.state == COMMITTED).distinct()
+# Whether a transaction id was ever prepared (and is still known): a version row or an expiry record.
+TXN_ID_USED = select(or_(exists().where(_C.txn_id == _txn()), exists().where(_E.txn_id == _txn())))
+
+# ---------------------------------------------------------------- commit (phase 4) and abort
+
+# Commit every pending plain (not create-only) write of ``ts`` in one UPDATE. The rows are locked in id
+# order first (the subquery's FOR UPDATE; SQLite ignores it and serializes writers anyway), the order the
+# careful path locks a path's rows in, so two commits cannot deadlock on PostgreSQL.
+_COMMIT_PLAIN_MANY = (
+    update(FILE_VERSIONS)
+    .where(_C.id.in_(select(_C.id).where(_C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING,
+                                         _C.create_only == false())
+                     .order_by(_C.id).with_for_update().scalar_subquery()),
+           _C.state == PENDING, _C.create_only == false())
+    .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
+    .returning(*INFO_COLUMNS, _C.txn_id)
+)
+# The same for one transaction id: waiting for one row while holding none cannot deadlock, so no lock
+# order is needed, and this shape costs a third less than the other's subquery and expanding IN.
+_COMMIT_PLAIN_ONE = (
+    update(FILE_VERSIONS)
+    .where(_C.txn_id == bindparam("ts", type_=_C.txn_id.type), _C.state == PENDING, _C.create_only == false())
+    .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
+    .returning(*INFO_COLUMNS, _C.txn_id)
+)
+
+
+def commit_plain(txn_ids: list[str], now: float) -> tuple:
+    """``(statement, binds)`` committing the pending plain writes of ``txn_ids`` at ``now`` (UNIX
+    seconds), returning :data:`INFO_COLUMNS` and ``txn_id`` of each."""
+    if len(txn_ids) == 1:
+        return _COMMIT_PLAIN_ONE, {"ts": txn_ids[0], "now": now}
+    return _COMMIT_PLAIN_MANY, {"ts": txn_ids, "now": now}
+
+
+TXN_HEAD = select(_C.path, _C.create_only, _C.state).where(_C.txn_id == _txn())
+# Every row of a path, locked in id order (PostgreSQL; see COMMIT_PLAIN).
+LOCK_PATH = select(_C.id).where(_C.path == _typed("path")).order_by(_C.id).with_for_update()
+TXN_ROW = select(*INFO_COLUMNS, _C.id, _C.create_only).where(_C.txn_id == _txn()).with_for_update()
+COMMIT_ROW = (update(FILE_VERSIONS).where(_C.id == _typed("row_id", "id"))
+              .values(state=COMMITTED, committed_at=_typed("now", "committed_at")).returning(*INFO_COLUMNS))
+DELETE_ROW = delete(FILE_VERSIONS).where(_C.id == _typed("row_id", "id"))
+TXN_EXPIRED = select(_E.txn_id).where(_E.txn_id == _txn())
+
+# ---------------------------------------------------------------- expiry
+
+# The pending sweep: drop pending versions created before ``cutoff``, naming their transactions.
+SWEEP_PENDING = (delete(FILE_VERSIONS).where(_C.state == PENDING, _C.created_at < _typed("cutoff", "created_at"))
+                 .returning(_C.txn_id))
+EXPIRED_AMONG = select(_E.txn_id).where(_E.txn_id.in_(bindparam("ts", expanding=True)))
+RECORD_EXPIRED = EXPIRED_TXNS.insert()
+PURGE_EXPIRED = delete(EXPIRED_TXNS).where(_E.expired_at < bindparam("cutoff", type_=_E.expired_at.type))
+
+# ---------------------------------------------------------------- lookups
+
+LATEST = (select(*INFO_COLUMNS, _C.chunk_digests).where(_C.path == _typed("path"), _C.state == COMMITTED)
+          .order_by(_C.version.desc()).limit(1))
+EXACT = select(*INFO_COLUMNS, _C.chunk_digests).where(
+    _C.path == _typed("path"), _C.state == COMMITTED, _C.version == _typed("version"))
+_LATER = FILE_VERSIONS.alias("later")
+LATEST_MANY = (
+    select(*INFO_COLUMNS, _C.chunk_digests)
+    .where(_C.path.in_(_paths()), _C.state == COMMITTED,
+           _C.version == select(func.max(_LATER.c.version))
+           .where(_LATER.c.path == _C.path, _LATER.c.state == COMMITTED).scalar_subquery())
+)
+EXACT_MANY = select(*INFO_COLUMNS, _C.chunk_digests).where(
+    _C.path.in_(_paths()), _C.state == COMMITTED, _C.version == _typed("version"))
+COMMITTED_VERSIONS = (select(*INFO_COLUMNS).where(_C.path == _typed("path"), _C.state == COMMITTED)
+                      .order_by(_C.version))

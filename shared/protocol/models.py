@@ -1,0 +1,160 @@
+"""The JSON models that travel between services, built by the sender and parsed by the receiver.
+
+Every internal JSON body has its model here; nothing travels as an untyped ``dict``. Times are float UNIX
+seconds, sizes bytes. The leader builds :class:`VersionInfo` from its SQL rows (by column name) and the
+user app parses it from the manifest; the leader builds :class:`RingView` and chunk servers and user apps
+parse it into a :class:`shared.ring.Ring`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.protocol.rules import TXN_ID_PATTERN
+
+# Most copies a version may ask for (matches REPLICATION_FACTOR's bound in shared/config.py).
+MAX_REPLICATION = 16
+
+
+class _Wire(BaseModel):
+    """Base of the wire models: unknown fields are ignored, so a newer peer can add one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------- membership
+
+
+class ServerRegistration(_Wire):
+    """Chunk server → leader on start (and again whenever it stops receiving health checks)."""
+
+    server_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    advertise_url: str = Field(min_length=1, max_length=512, pattern=r"^https?://")
+    capacity_bytes: int = Field(ge=0, le=2**63 - 1)
+
+
+class RegistrationResult(_Wire):
+    """Leader → chunk server after registration."""
+
+    server_id: str
+    epoch: int
+    health_check_interval: float
+
+
+class RingServer(_Wire):
+    """One chunk server in ``GET /ring`` and ``GET /cluster``."""
+
+    server_id: str
+    url: str
+    state: str
+    missed_checks: int = 0
+    capacity_bytes: int = 0
+
+
+class RingView(_Wire):
+    """``GET /ring`` on the leader: the ring at one epoch plus the cluster policy.
+
+    ``vnodes`` is ``[[position, server_id], ...]``; servers in state ``removed`` are listed in ``servers``
+    for operators but own no virtual nodes (Dynamo §4.2).
+    """
+
+    epoch: int
+    replication_factor: int
+    chunk_size: int
+    min_chunk_size: int
+    max_chunk_size: int
+    servers: list[RingServer]
+    vnodes: list[tuple[int, str]]
+
+
+# ---------------------------------------------------------------- versions (the leader's half of 2PC)
+
+
+class VersionInfo(_Wire):
+    """Metadata of one file version (without its chunk list): what ``/stat`` answers and a manifest
+    carries. ``state`` is ``pending``, ``committed`` or ``deleted``."""
+
+    path: str
+    version: int
+    size: int
+    sha256: str
+    chunks: int
+    chunk_size: int
+    replication: int
+    state: str
+    created_at: float
+    committed_at: float | None = None
+    deleted_at: float | None = None
+
+
+class VersionPrepare(_Wire):
+    """Phase 2 of a write (reference design: "register the name mapping as pending"): the query of
+    ``POST /txns`` and the JSON of each ``/txns/batch`` section. The packed chunk digests travel beside it
+    as binary. ``chunk_size`` and ``replication`` default to the cluster's when absent."""
+
+    txn_id: str = Field(pattern=TXN_ID_PATTERN)
+    path: str
+    size: int = Field(ge=0, le=2**63 - 1)
+    sha256: str
+    chunk_size: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    replication: int | None = Field(default=None, ge=1, le=MAX_REPLICATION)
+    create_only: bool = False
+
+
+class PreparedVersion(_Wire):
+    """The leader's answer to phase 2: the version number the write will get once committed."""
+
+    txn_id: str
+    path: str
+    version: int
+    state: str = "pending"
+
+
+class BatchError(_Wire):
+    """A failed item of a batch answer: what its single request would have answered."""
+
+    error: str
+    status: int
+
+
+# ---------------------------------------------------------------- chunk servers
+
+
+class PrepareResult(_Wire):
+    """Phase 1 outcome on one chunk server: ``stored`` distinct chunks newly pending for the txn (what its
+    commit will count), ``already_committed`` chunks deduplicated against committed copies (and pinned)."""
+
+    stored: int
+    already_committed: int
+
+
+# ---------------------------------------------------------------- namespace
+
+
+class ListEntry(_Wire):
+    """One entry of a folder listing."""
+
+    name: str
+    path: str
+    type: str  # "file" or "dir"
+    size: int
+    version: int | None = None
+    created_at: float | None = None
+
+
+class RenameRequest(_Wire):
+    src: str
+    dst: str
+
+
+class PathRequest(_Wire):
+    """A body naming one path (``POST /undelete``)."""
+
+    path: str
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """``model`` as a JSON-ready dict (for a response body built around it)."""
+    return model.model_dump()

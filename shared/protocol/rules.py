@@ -1,0 +1,55 @@
+"""Rules and bounds that more than one service applies, each defined once.
+
+A bound here is checked by the side that receives (a 400 or 413 otherwise) and respected by the side that
+sends, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.errors import BadRequest
+
+# ---------------------------------------------------------------- transaction ids
+# A 2PC transaction id (reference design, "Two-Phase Commit Process"): made by the user app (uuid4 hex),
+# carried through all four phases. 1-64 characters of [A-Za-z0-9_-]: safe in a URL path segment, a query
+# string, a one-byte-length section header and a SQL column of 64.
+TXN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_TXN_ID_LENGTH = 64
+_TXN_ID_RE = re.compile(TXN_ID_PATTERN)
+
+
+def validate_txn_id(txn_id: object) -> str:
+    """``txn_id`` if it follows the rule above; raises :class:`BadRequest` saying what is wrong."""
+    if not isinstance(txn_id, str) or not _TXN_ID_RE.match(txn_id):
+        shown = txn_id[:80] if isinstance(txn_id, str) else type(txn_id).__name__
+        raise BadRequest(f"txn_id must be 1-64 characters of [A-Za-z0-9_-], got {shown!r}")
+    return txn_id
+
+
+# ---------------------------------------------------------------- batch bounds
+# Transactions in one batch request: leader ``/txns/batch`` and ``/txns/batch-commit``, chunk server
+# ``/chunks/commit`` and ``/chunks/abort`` from a user app. Bounded so one request stays small (a 512-txn
+# commit is ~20 KB of JSON) and one slow batch cannot grow without end.
+MAX_TXNS_PER_BATCH = 512
+# What a chunk server accepts in one commit / abort body (anti-entropy, operators, old clients send more
+# than a user app's coalescer does).
+MAX_TXNS_PER_REQUEST = 10_000
+# Txn sections in one ``/chunks/prepare-many`` body (the user app sends at most MAX_PREPARE_SECTIONS).
+MAX_SECTIONS_ACCEPTED = 4096
+MAX_PREPARE_SECTIONS = 64
+# Bytes of chunk frames a user app puts in one prepare request: 8 MiB, a few pieces' worth.
+MAX_PREPARE_REQUEST_BYTES = 8 * 1024 * 1024
+# Files in one ``/batch/write``, paths in one ``/batch/read`` or leader ``/manifests``.
+MAX_BATCH_FILES = 1024
+# Digests in one ``/chunks/read`` / ``/chunks/exists`` / ``/chunks/verify`` request: 64 MiB of 1 KiB chunks
+# in one answer.
+MAX_DIGESTS_PER_REQUEST = 65536
+
+# ---------------------------------------------------------------- headers
+# The leader puts the ring epoch on every response, so user apps notice a stale cached ring.
+RING_EPOCH_HEADER = "X-Ring-Epoch"
+# The leader sends this with its health checks, so a chunk server knows it is still watched.
+HEALTH_CHECK_HEADER = "X-RingFS-Health-Check"
+OCTET_STREAM = "application/octet-stream"
+JSON = "application/json"

@@ -1,0 +1,215 @@
+"""Folder-tree copies (``ringfs put -r`` / ``get -r``): plan the units of work, then run them on threads.
+
+Files up to ``BATCH_FILE_LIMIT`` bytes travel ``BATCH_MAX_FILES`` / ``BATCH_MAX_BYTES`` at a time through
+``POST /batch/write`` and ``/batch/read`` (one request per batch instead of one per file); larger files
+stream one request each. Every file is its own write or read, so one failing file affects no other: its
+error is reported as one line and the rest still copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from user_app.client.client import Client, ClientError
+
+BATCH_FILE_LIMIT = 1024 * 1024
+BATCH_MAX_FILES = 256
+BATCH_MAX_BYTES = 8 * 1024 * 1024
+# Parallel transfers: enough to hide round trips, few enough not to swamp a 2-core box.
+DEFAULT_JOBS = 8
+
+Item = tuple[str, str, int]  # (source, destination, size in bytes)
+
+
+@dataclass
+class UnitResult:
+    """What one unit of a copy did: files and bytes copied, and one line per file that failed."""
+
+    files: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+Unit = Callable[[Client], UnitResult]
+
+
+@dataclass
+class Plan:
+    """The units of one tree copy and how many files they hold."""
+
+    units: list[Unit]
+    files: int
+
+
+def batches(items: list[Item]) -> list[list[Item]]:
+    """Group items (in order) into batches of at most ``BATCH_MAX_FILES`` files and ``BATCH_MAX_BYTES``
+    bytes."""
+    out: list[list[Item]] = []
+    cur: list[Item] = []
+    cur_bytes = 0
+    for item in items:
+        if cur and (len(cur) >= BATCH_MAX_FILES or cur_bytes + item[2] > BATCH_MAX_BYTES):
+            out.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(item)
+        cur_bytes += item[2]
+    if cur:
+        out.append(cur)
+    return out
+
+
+def file_error(path: str, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    return f"{path}: {exc}"
+
+
+def write_atomic(local: Path, data: bytes) -> None:
+    """Write ``data`` to ``local`` through a temp file and a rename, as ``Client.get_file`` does."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.ringfs-part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, local)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_units(plan: Plan, url: str, jobs: int, on_result: Callable[[UnitResult], None]) -> UnitResult:
+    """Run the plan's units on ``jobs`` threads sharing one client; ``on_result`` sees each unit's result as
+    it finishes. Returns the totals."""
+    total = UnitResult()
+    with Client(url) as client, ThreadPoolExecutor(max_workers=jobs) as pool:
+        for fut in as_completed([pool.submit(unit, client) for unit in plan.units]):
+            result = fut.result()
+            total.files += result.files
+            total.bytes += result.bytes
+            total.errors += result.errors
+            on_result(result)
+    return total
+
+
+# ------------------------------------------------------------------ upload
+
+
+def plan_upload(local: Path, remote: str, *, create_only: bool, chunk_size: int | None) -> Plan:
+    """The units that copy the folder ``local`` to the RingFS folder ``remote``."""
+    base = remote.strip("/")
+    small: list[Item] = []
+    units: list[Unit] = []
+    for root, _, files in os.walk(local):
+        for name in sorted(files):
+            p = Path(root) / name
+            rel = p.relative_to(local).as_posix()
+            dst = f"{base}/{rel}" if base else rel
+            try:
+                size = p.stat().st_size
+            except OSError:
+                size = BATCH_FILE_LIMIT + 1  # let the single PUT report it
+            if size <= BATCH_FILE_LIMIT:
+                small.append((str(p), dst, size))
+            else:
+                units.append(_put_one(str(p), dst, create_only, chunk_size))
+    total = len(small) + len(units)
+    units += [_put_batch(b, create_only, chunk_size) for b in batches(small)]
+    return Plan(units, total)
+
+
+def _put_one(src: str, dst: str, create_only: bool, chunk_size: int | None) -> Unit:
+    def unit(client: Client) -> UnitResult:
+        try:
+            return UnitResult(1, client.put_file(src, dst, create_only=create_only, chunk_size=chunk_size)["size"])
+        except (ClientError, OSError) as exc:
+            return UnitResult(errors=[file_error(src, exc)])
+    return unit
+
+
+def _put_batch(items: list[Item], create_only: bool, chunk_size: int | None) -> Unit:
+    def unit(client: Client) -> UnitResult:
+        result = UnitResult()
+        srcs: list[str] = []
+        files: list[tuple[str, bytes]] = []
+        for src, dst, _ in items:
+            try:
+                files.append((dst, Path(src).read_bytes()))
+                srcs.append(src)
+            except OSError as exc:
+                result.errors.append(file_error(src, exc))
+        if not files:
+            return result
+        try:
+            answers = client.put_many(files, create_only=create_only, chunk_size=chunk_size)
+        except ClientError as exc:
+            result.errors += [file_error(src, exc) for src in srcs]
+            return result
+        for src, r in zip(srcs, answers):
+            if "error" in r:
+                result.errors.append(f"{src}: {r['error']} (HTTP {r['status']})")
+            else:
+                result.bytes += r["size"]
+                result.files += 1
+        return result
+    return unit
+
+
+# ------------------------------------------------------------------ download
+
+
+def plan_download(client: Client, remote: str, local: Path) -> Plan:
+    """The units that copy the RingFS folder ``remote`` into the local folder ``local`` (one listing)."""
+    base = remote.strip("/")
+    entries = client.ls(base, recursive=True)
+    small: list[Item] = []
+    units: list[Unit] = []
+    for e in entries:
+        rel = e["path"][len(base) + 1:] if base else e["path"]
+        if e.get("size", BATCH_FILE_LIMIT + 1) <= BATCH_FILE_LIMIT:
+            small.append((e["path"], str(local / rel), e["size"]))
+        else:
+            units.append(_get_one(e["path"], str(local / rel)))
+    units += [_get_batch(b) for b in batches(small)]
+    return Plan(units, len(entries))
+
+
+def _get_one(src: str, dst: str) -> Unit:
+    def unit(client: Client) -> UnitResult:
+        try:
+            return UnitResult(1, client.get_file(src, dst))
+        except (ClientError, OSError) as exc:
+            return UnitResult(errors=[file_error(src, exc)])
+    return unit
+
+
+def _get_batch(items: list[Item]) -> Unit:
+    def unit(client: Client) -> UnitResult:
+        result = UnitResult()
+        try:
+            got = client.get_many([src for src, _, _ in items])
+        except ClientError as exc:
+            result.errors += [file_error(src, exc) for src, _, _ in items]
+            return result
+        for (src, dst, _), (_, status, data) in zip(items, got):
+            try:
+                if status == 413:  # grew past the batch limit since the listing: stream it
+                    result.bytes += client.get_file(src, dst)
+                elif status != 200:
+                    try:
+                        message = json.loads(data).get("error", "")
+                    except ValueError:
+                        message = data[:200].decode(errors="replace")
+                    result.errors.append(f"{src}: {message} (HTTP {status})")
+                    continue
+                else:
+                    write_atomic(Path(dst), data)
+                    result.bytes += len(data)
+                result.files += 1
+            except (ClientError, OSError) as exc:
+                result.errors.append(file_error(src, exc))
+        return result
+    return unit
