@@ -4,7 +4,7 @@ Each chunk server walks its own committed chunks in rowid order, ``ANTI_ENTROPY_
 the ring it last fetched. Per batch: ask every other preference-list server which of the batch's chunks
 it holds (``POST /chunks/exists``, one request per server), push what one lacks (``POST
 /chunks/replicate``, one request per server, paced by a token bucket), and drop the copies this server
-should not hold once every preference-list server is confirmed to hold them committed (handoff).
+should not hold once every preference-list server has proven it holds them (``chunk_server/handoff.py``).
 Progress lives in the store's ``meta`` table, so a restart resumes; a ring epoch change restarts the pass.
 """
 
@@ -15,6 +15,7 @@ import logging
 import time
 from collections import defaultdict
 
+from chunk_server.handoff import Handoff
 from chunk_server.pacing import TokenBucket
 from chunk_server.store import ChunkStore
 from shared.errors import RingFSError
@@ -33,9 +34,10 @@ KEYS = ("pass", "epoch", "cursor", "checked", "pushed", "dropped", "last_pass_co
 class AntiEntropy:
     """The walk; :meth:`step` does one batch, :meth:`run` loops forever."""
 
-    def __init__(self, store: ChunkStore, rings: RingCache, chunks: ChunkClient, server_id: str, batch: int,
-                 bytes_per_sec: float, interval: float, chunks_per_sec: float) -> None:
+    def __init__(self, store: ChunkStore, rings: RingCache, chunks: ChunkClient, server_id: str, handoff: Handoff,
+                 batch: int, bytes_per_sec: float, interval: float, chunks_per_sec: float) -> None:
         self.store, self.rings, self.chunks, self.server_id = store, rings, chunks, server_id
+        self.handoff = handoff
         self.batch = batch
         self.bucket = TokenBucket(bytes_per_sec)  # bytes pushed
         self.check_bucket = TokenBucket(chunks_per_sec)  # chunks compared: the walk itself costs CPU here and at peers
@@ -103,17 +105,16 @@ class AntiEntropy:
         me = self.server_id
         wanted: dict[str, list[bytes]] = defaultdict(list)  # peer -> digests it should hold
         urls: dict[str, str] = {}
-        misplaced: list[bytes] = []
-        prefs: dict[bytes, list[str]] = {}
+        misplaced: dict[bytes, list] = {}  # digest -> its preference list, for copies this server should not hold
         for d in digests:
             pref = ring.preference_list(d, rf)
-            prefs[d] = [s.server_id for s in pref]
             for s in pref:
                 if s.server_id != me:
                     wanted[s.server_id].append(d)
                     urls[s.server_id] = s.url
-            if me not in prefs[d] and len(pref) == rf and me not in {s.server_id for s in ring.owners(d, rf)}:
-                misplaced.append(d)
+            if (len(pref) == rf and all(s.server_id != me for s in pref)
+                    and me not in {s.server_id for s in ring.owners(d, rf)}):
+                misplaced[d] = pref
 
         # 1. one exists request per peer
         peers = list(wanted)
@@ -152,9 +153,8 @@ class AntiEntropy:
             if pushed:
                 log.info("anti-entropy pushed %d chunk copies", pushed, extra={"chunks": pushed})
 
-        # 3. handoff: drop a misplaced copy only once every preference-list server holds it committed
-        drop = [d for d in misplaced if all(d in confirmed[p] for p in prefs[d])]
-        dropped = (await self.store.delete_if_replicated(drop)).count if drop else 0
-        if dropped:
-            log.info("handoff: dropped %d misplaced chunk copies", dropped, extra={"chunks": dropped})
-        return pushed, dropped
+        # 3. handoff: a misplaced copy goes only once every preference-list server *proves* it holds it
+        # (and is an established member); claims and pushes are not enough
+        candidates = {d: pref for d, pref in misplaced.items()
+                      if all(d in confirmed[s.server_id] for s in pref)}
+        return pushed, await self.handoff.drop_proven(candidates)

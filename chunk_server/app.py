@@ -16,12 +16,15 @@ from fastapi import FastAPI
 
 from chunk_server.anti_entropy import AntiEntropy
 from chunk_server.gc import GarbageCollector, schedule_gc
+from chunk_server.handoff import Handoff
 from chunk_server.metrics import refresh_from
 from chunk_server.registration import Registration
 from chunk_server.routes import router
 from chunk_server.scrub import Scrubber
 from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
+from shared.auth.middleware import ClusterAuthMiddleware
+from shared.auth.service_auth import ClusterAuth, client_ssl_context
 from shared.config import ChunkServerSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
@@ -31,12 +34,16 @@ from shared.rpc.ring_cache import RingCache
 from shared.rpc.transport import Transport
 
 
-def create_app(settings: ChunkServerSettings) -> FastAPI:
+def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -> FastAPI:
+    """The chunk server app for ``settings``. Raises :class:`SecretError` without a cluster secret
+    (unless ``INSECURE_NO_AUTH``)."""
+    auth = auth or ClusterAuth.from_settings(settings, "chunk server")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = ChunkStore(settings.data_dir, fsync=settings.fsync)
-        transport = Transport(settings.peer_timeout)
+        transport = Transport(settings.peer_timeout, auth.signer, client_ssl_context(settings))
         chunks, leader = ChunkClient(transport), LeaderClient(transport, settings.leader_url)
         scheduler = AsyncIOScheduler()
         registration = Registration(settings, scheduler, leader)
@@ -45,7 +52,8 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
         schedule_sweeper(scheduler, store, settings.pending_ttl, settings.sweep_interval)
         rings = RingCache(leader, settings.ring_refresh)
         app.state.scrubber = Scrubber(store, rings, chunks, me, settings.scrub_bytes_per_sec, settings.scrub_interval)
-        app.state.anti_entropy = AntiEntropy(store, rings, chunks, me, settings.anti_entropy_batch,
+        handoff = Handoff(store, chunks, settings.handoff_min_member_age, settings.handoff_drops_per_sec)
+        app.state.anti_entropy = AntiEntropy(store, rings, chunks, me, handoff, settings.anti_entropy_batch,
                                              settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval,
                                              settings.anti_entropy_chunks_per_sec)
         schedule_gc(scheduler, GarbageCollector(store, leader, settings.gc_grace), settings.gc_interval)
@@ -53,7 +61,7 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
         registration.start()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
             ("ring-refresh", rings.run()), ("anti-entropy", app.state.anti_entropy.run()),
-            ("scrub", app.state.scrubber.run()))]
+            ("scrub", app.state.scrubber.run()), ("insecure-warning", auth.warn_while_insecure()))]
         try:
             yield
         finally:
@@ -65,7 +73,9 @@ def create_app(settings: ChunkServerSettings) -> FastAPI:
             await transport.aclose()
             store.close()
 
-    app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.auth = auth
+    app.add_middleware(ClusterAuthMiddleware, auth=auth)
     install_error_handlers(app)
     install_metrics(app, "chunk_server", refresh_from(app))
     app.include_router(router)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from shared.auth.server_identity import load_server_key, registration_proof, save_server_key
 from shared.config import ChunkServerSettings
 from shared.errors import RingFSError, Unavailable
 from shared.protocol.models import RegistrationResult, ServerRegistration
@@ -70,6 +71,7 @@ class Registration:
         self.scheduler = scheduler
         self.leader = leader
         self.server_id = load_or_create_server_id(settings.data_dir)
+        self.key = load_server_key(settings.data_dir)  # issued by the leader at the first registration
         self.health_check_interval: float | None = None
         self.last_health_check = time.monotonic()
         self.epoch: int | None = None
@@ -94,8 +96,9 @@ class Registration:
 
     def _registration(self) -> ServerRegistration:
         capacity = self.settings.capacity_bytes or shutil.disk_usage(self.settings.data_dir).free
-        return ServerRegistration(server_id=self.server_id, advertise_url=self.settings.advertise_url,
-                                  capacity_bytes=capacity)
+        url = self.settings.advertise_url
+        proof = registration_proof(self.key, self.server_id, url) if self.key else None
+        return ServerRegistration(server_id=self.server_id, advertise_url=url, capacity_bytes=capacity, proof=proof)
 
     async def _register_until_done(self) -> RegistrationResult:
         """``POST {LEADER_URL}/servers`` until the leader accepts, with capped exponential backoff."""
@@ -115,6 +118,9 @@ class Registration:
             delay = min(delay * 2, BACKOFF_CAP)
 
     def _registered(self, result: RegistrationResult) -> None:
+        if result.server_key:
+            self.key = bytes.fromhex(result.server_key)
+            save_server_key(self.settings.data_dir, self.key)
         self.last_health_check = time.monotonic()  # a fresh grace period before the watchdog worries
         self.epoch = result.epoch
         log.info("registered as %s at ring epoch %d", self.server_id, result.epoch,

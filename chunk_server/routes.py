@@ -16,10 +16,14 @@ from pydantic import BaseModel, Field
 
 from chunk_server.registration import Registration
 from chunk_server.store import ChunkStore
+from shared.auth.middleware import request_target
+from shared.auth.rpc_signing import HEADER as CLUSTER_AUTH_HEADER
+from shared.auth.server_identity import health_proof
 from shared.bodies import read_body
-from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError
+from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError, Unauthorized
 from shared.protocol.frames import (
-    DIGEST_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest, unpack_digests,
+    DIGEST_SIZE, NO_PROOF, NONCE_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest,
+    possession_proof, split_prove_body, unpack_digests,
 )
 from shared.protocol.rules import (
     HEALTH_CHECK_HEADER, MAX_DIGESTS_PER_REQUEST, MAX_SECTIONS_ACCEPTED, MAX_TXNS_PER_REQUEST, OCTET_STREAM,
@@ -91,10 +95,23 @@ def decode_sections_verified(body: bytes, max_chunk_size: int
 
 @router.get("/healthz")
 async def handle_healthz(request: Request) -> dict:
+    """Liveness, open to anyone: ``{"status","server_id"}``. The leader's health check (cluster-signed,
+    with a challenge in ``X-RingFS-Health-Check``) also gets ``proof``, this server's key over the
+    challenge (``shared/auth/server_identity.py``), and counts as a check received."""
     registration = _registration(request)
-    if HEALTH_CHECK_HEADER in request.headers:
-        registration.record_health_check()
-    return {"status": "ok", "server_id": registration.server_id}
+    answer: dict = {"status": "ok", "server_id": registration.server_id}
+    challenge = request.headers.get(HEALTH_CHECK_HEADER)
+    if challenge is None:
+        return answer
+    try:
+        request.app.state.auth.check_internal(request.headers.get(CLUSTER_AUTH_HEADER), "GET",
+                                              request_target(request.scope))
+    except Unauthorized:
+        return answer  # not the leader: liveness only
+    registration.record_health_check()
+    if registration.key is not None:
+        answer["proof"] = health_proof(registration.key, registration.server_id, challenge[:128])
+    return answer
 
 
 async def _decode_checked(request: Request, decode):
@@ -160,6 +177,16 @@ async def handle_read(request: Request) -> Response:
     digests = await read_digests(request)
     datas = await _store(request).read_many(digests)
     return binary(encode_frames(zip(digests, datas)))
+
+
+@router.post("/chunks/prove")
+async def handle_prove(request: Request) -> Response:
+    """Proofs of possession: body ``nonce (32 bytes) | packed digests``; answer 32 bytes per digest,
+    ``SHA-256(nonce | data)`` of the committed copy, or 32 zero bytes where none is held
+    (``shared.protocol.frames.possession_proof``)."""
+    nonce, digests = split_prove_body(await read_body(request, NONCE_SIZE + MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE))
+    datas = await _store(request).read_many(digests)
+    return binary(b"".join(NO_PROOF if data is None else possession_proof(nonce, data) for data in datas))
 
 
 @router.post("/chunks/exists")

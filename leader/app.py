@@ -9,6 +9,7 @@ APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s), pending swee
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
@@ -17,14 +18,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from shared.http import JSONResponse
 
+from leader.access_keys import AccessKeys
 from leader.membership import Membership
-from leader.routes import files, fsck, gc, health, servers, trash, txns
+from leader.routes import files, fsck, gc, health, keys, servers, trash, txns
 from leader.store import Store
 from leader.sweeper import purge_trash_once, sweep_once
 from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
 from leader.metrics import refresh_from
+from shared.auth.middleware import ClusterAuthMiddleware
+from shared.auth.sealing import Sealer
+from shared.auth.service_auth import ClusterAuth, client_ssl_context
 from shared.protocol.rules import RING_EPOCH_HEADER
 from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.transport import Transport
@@ -60,17 +65,25 @@ class EpochHeaderMiddleware:
         await self.app(scope, receive, send_with_epoch)
 
 
-def create_app(settings: LeaderSettings) -> FastAPI:
-    """The leader app for ``settings``."""
+def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> FastAPI:
+    """The leader app for ``settings``. Raises :class:`SecretError` without a cluster secret (unless
+    ``INSECURE_NO_AUTH``)."""
+    auth = auth or ClusterAuth.from_settings(settings, "leader")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        insecure_warning = asyncio.create_task(auth.warn_while_insecure())
         store = Store(settings.database_url)
-        transport = Transport(PEER_TIMEOUT)
+        transport = Transport(PEER_TIMEOUT, auth.signer, client_ssl_context(settings))
         chunks = ChunkClient(transport)
-        membership = Membership(settings, store, chunks)
+        sealer = Sealer(auth.secret) if auth.secret is not None else None
+        access_keys = AccessKeys(store, sealer) if sealer is not None else None
+        if access_keys is not None:
+            await _bootstrap_keys(access_keys, settings, auth)
+        membership = Membership(settings, store, chunks, sealer)
         await membership.load()
         app.state.store, app.state.membership, app.state.chunks = store, membership, chunks
+        app.state.access_keys = access_keys
         scheduler = AsyncIOScheduler()
         soon = datetime.now() + timedelta(seconds=min(settings.health_check_interval, 1.0))
         scheduler.add_job(membership.run_health_checks, "interval", seconds=settings.health_check_interval,
@@ -84,6 +97,7 @@ def create_app(settings: LeaderSettings) -> FastAPI:
         try:
             yield
         finally:
+            insecure_warning.cancel()
             scheduler.shutdown(wait=False)
             await transport.aclose()
             await store.dispose()
@@ -92,8 +106,18 @@ def create_app(settings: LeaderSettings) -> FastAPI:
     app.state.settings = settings
     app.state.membership = None
     app.add_middleware(EpochHeaderMiddleware, membership_of=lambda: app.state.membership)
+    app.add_middleware(ClusterAuthMiddleware, auth=auth)
     install_error_handlers(app)
     install_metrics(app, "leader", refresh_from(app))
-    for module in (health, servers, txns, files, trash, gc, fsck):
+    for module in (health, servers, txns, files, trash, gc, fsck, keys):
         app.include_router(module.router)
     return app
+
+
+async def _bootstrap_keys(access_keys: AccessKeys, settings: LeaderSettings, auth: ClusterAuth) -> None:
+    """The root key from ``ROOT_ACCESS_KEY`` / ``ROOT_SECRET_KEY``; after a cluster-secret rotation
+    (``CLUSTER_SECRET_PREVIOUS`` set), every stored secret sealed again under the new secret."""
+    if auth.secret is not None and auth.secret.previous is not None:
+        log.info("cluster secret rotation: %d access keys sealed under the new secret", await access_keys.reseal())
+    if settings.root_access_key and settings.root_secret_key:
+        await access_keys.ensure_root(settings.root_access_key, settings.root_secret_key.get_secret_value())

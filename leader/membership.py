@@ -2,14 +2,17 @@
 
 Registration (docs/protocol.md): a new ``server_id`` gets ``VIRTUAL_NODES`` positions
 (:func:`shared.ring.virtual_node_positions`, Dynamo §4.2), stored in SQL so the ring survives a leader
-restart, and the epoch increments. A known id updates its URL and capacity and resets its missed checks;
-a ``removed`` one returns as a new member (epoch++). Another live server at the same URL is marked
-``removed`` (its data dir was wiped), epoch++. A URL change also bumps the epoch, since clients must stop
-using the old address.
+restart, its own key (``shared/auth/server_identity.py``), and the epoch increments. A known id must
+prove it holds that key; it then updates its URL and capacity and resets its missed checks; a ``removed``
+one returns as a new member (epoch++). A URL held by a *live* member (healthy, its last check passed) is
+refused with 409 and that member is not touched; one held by a member that stopped answering is taken
+over, the old member marked ``removed`` (its data dir was wiped), epoch++. A URL change also bumps the
+epoch, since clients must stop using the old address.
 
 Health checks (the reference design's heartbeat; GFS §4.6 HeartBeat messages): every
-``HEALTH_CHECK_INTERVAL`` s, ``GET {url}/healthz`` to every non-removed server in parallel. Success
-resets ``missed_checks``; a miss increments it: 1 .. ``REMOVAL_THRESHOLD - 1`` is ``unhealthy``,
+``HEALTH_CHECK_INTERVAL`` s, ``GET {url}/healthz`` with a fresh challenge to every non-removed server in
+parallel; a check passes only when the answer proves the server's own key. Success resets
+``missed_checks``; a miss increments it: 1 .. ``REMOVAL_THRESHOLD - 1`` is ``unhealthy``,
 ``REMOVAL_THRESHOLD`` is ``removed`` (epoch++).
 
 ``GET /ring`` is called by every user app every few seconds, so the serialized ring is cached in memory
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 
 import orjson
@@ -28,7 +32,9 @@ import orjson
 from leader import servers_store
 from leader.store import Store
 from shared.config import LeaderSettings
-from shared.errors import RingFSError
+from shared.auth.sealing import Sealer
+from shared.auth.server_identity import health_proof, new_server_key, proof_matches, registration_proof
+from shared.errors import Conflict, Forbidden, RingFSError
 from shared.protocol.models import RegistrationResult, RingServer, RingView, ServerRegistration
 from shared.ring import Ring, ServerState, virtual_node_positions
 from shared.rpc.chunk_client import ChunkClient
@@ -40,10 +46,12 @@ class Membership:
     """The leader's view of the chunk servers. ``ring_json`` / ``cluster_json`` / ``servers_json`` are
     ready-to-send response bodies; ``epoch`` is what the epoch middleware stamps on every response."""
 
-    def __init__(self, settings: LeaderSettings, store: Store, chunks: ChunkClient) -> None:
+    def __init__(self, settings: LeaderSettings, store: Store, chunks: ChunkClient, sealer: Sealer | None) -> None:
         self.settings = settings
         self.store = store
         self.chunks = chunks
+        self.sealer = sealer  # None only with INSECURE_NO_AUTH: no server keys, no proofs
+        self._server_keys: dict[str, bytes] = {}
         self.epoch = 0
         self.ring_json = b"{}"
         self.cluster_json = b"{}"
@@ -62,7 +70,9 @@ class Membership:
             epoch, servers, vnodes = await servers_store.snapshot(session)
         s = self.settings
         ring_servers = [RingServer(server_id=x.server_id, url=x.url, state=x.state, missed_checks=x.missed_checks,
-                                   capacity_bytes=x.capacity_bytes) for x in servers]
+                                   capacity_bytes=x.capacity_bytes, joined_at=x.joined_at) for x in servers]
+        if self.sealer is not None:
+            self._server_keys = {x.server_id: self.sealer.open(x.key_sealed) for x in servers if x.key_sealed}
         view = RingView(epoch=epoch, replication_factor=s.replication_factor, chunk_size=s.chunk_size,
                         min_chunk_size=s.min_chunk_size, max_chunk_size=s.max_chunk_size,
                         servers=ring_servers, vnodes=vnodes)
@@ -75,44 +85,73 @@ class Membership:
         self.epoch = epoch
 
     async def register(self, reg: ServerRegistration) -> RegistrationResult:
-        """Apply a chunk server's registration (see the module docstring); one transaction."""
+        """Apply a chunk server's registration (see the module docstring); one transaction. Raises
+        :class:`Forbidden` (403) when a known id does not prove its key, :class:`Conflict` (409) when the
+        URL belongs to another live member."""
         url = reg.advertise_url.rstrip("/")
         now = time.time()
+        issued: bytes | None = None
         async with self._lock:
             async with self.store.write() as session:
+                row = await servers_store.get_server(session, reg.server_id)
+                self._check_identity(row, reg, url)
                 bump = False
                 for other in await servers_store.live_servers_at(session, url, reg.server_id):
+                    if other.state == ServerState.HEALTHY and other.missed_checks == 0:
+                        raise Conflict(f"{url} is the address of live chunk server {other.server_id}; "
+                                       f"{reg.server_id} cannot register there")
                     log.warning("server %s at %s replaced by %s: marked removed", other.server_id, url, reg.server_id)
                     other.state = ServerState.REMOVED.value
                     bump = True
-                row = await servers_store.get_server(session, reg.server_id)
                 if row is None:
                     positions = virtual_node_positions(reg.server_id, self.settings.virtual_nodes)
-                    servers_store.add_server(session, reg.server_id, url, reg.capacity_bytes, positions, now)
+                    row = servers_store.add_server(session, reg.server_id, url, reg.capacity_bytes, positions, now)
                     log.info("server %s joined at %s", reg.server_id, url)
                     bump = True
                 else:
                     if row.state == ServerState.REMOVED or row.url != url:
                         log.info("server %s (re)joined at %s (was %s at %s)", reg.server_id, url, row.state, row.url)
                         bump = True
+                    if row.state == ServerState.REMOVED:
+                        row.joined_at = now
                     row.url = url
                     row.capacity_bytes = reg.capacity_bytes
                     row.state = ServerState.HEALTHY.value
                     row.missed_checks = 0
                     row.last_seen_at = now
+                if row.key_sealed is None and self.sealer is not None:
+                    issued = new_server_key()
+                    row.key_sealed = self.sealer.seal(issued)
                 if bump:
                     await servers_store.bump_epoch(session)
             await self._rebuild()
         return RegistrationResult(server_id=reg.server_id, epoch=self.epoch,
-                                  health_check_interval=self.settings.health_check_interval)
+                                  health_check_interval=self.settings.health_check_interval,
+                                  server_key=issued.hex() if issued else None)
+
+    def _check_identity(self, row, reg: ServerRegistration, url: str) -> None:
+        """A known id with a key must prove it (a member cannot re-register another member's id)."""
+        if row is None or row.key_sealed is None or self.sealer is None:
+            return
+        key = self.sealer.open(row.key_sealed)
+        if not proof_matches(registration_proof(key, reg.server_id, url), reg.proof):
+            raise Forbidden(f"server id {reg.server_id} is registered with a key this registration does not prove "
+                            f"(its DATA_DIR/server_key is missing or from another server)")
 
     async def _probe(self, server_id: str, url: str) -> bool:
-        """One health check: 200 from ``/healthz`` and, if it names a server id, the expected one."""
+        """One health check: 200 from ``/healthz`` naming the expected id and, unless the cluster runs
+        INSECURE_NO_AUTH, proving that id's key on a fresh challenge."""
+        challenge = secrets.token_urlsafe(16)
         try:
-            answer = await self.chunks.rpc_healthz(url, self.settings.health_check_timeout)
+            answer = await self.chunks.rpc_healthz(url, self.settings.health_check_timeout, challenge)
         except RingFSError:
             return False
-        return answer.get("server_id") in (None, server_id)
+        if answer.get("server_id") != server_id:
+            return False
+        if self.sealer is None:
+            return True
+        key = self._server_keys.get(server_id)
+        return key is not None and proof_matches(health_proof(key, server_id, challenge), answer.get("proof"))
 
     async def run_health_checks(self) -> None:
         """One round of health checks (the APScheduler job); never raises."""

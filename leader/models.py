@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -57,6 +58,12 @@ class ChunkServer(Base):
     missed_checks: Mapped[int] = mapped_column(Integer)
     registered_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # When it last joined the ring (registered new, or came back from removed): anti-entropy counts only
+    # members of some standing as proof holders before it drops a copy (docs/failure-handling.md).
+    joined_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The server's own key, issued by the leader at its first registration and sealed with the cluster
+    # secret: it proves health-check answers and re-registrations come from this server id.
+    key_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class VirtualNode(Base):
@@ -122,3 +129,18 @@ class ExpiredTxn(Base):
 
     txn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expired_at: Mapped[float] = mapped_column(Float)
+
+
+class AccessKey(Base):
+    """An access key of a user or a program (README "Security"): its secret sealed with the cluster
+    secret (recoverable, as SigV4 needs it), its grants as JSON ``[{"prefix","access"}]`` and whether it
+    is an admin key."""
+
+    __tablename__ = "access_keys"
+
+    access_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    grants: Mapped[str] = mapped_column(Text)
+    admin: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -44,18 +44,20 @@ async def live_files(session: AsyncSession, condition) -> list[Row]:
     return list((await session.execute(q)).all())
 
 
-async def list_folder(store: Store, folder: str, recursive: bool) -> list[dict]:
+async def list_folder(store: Store, folder: str, recursive: bool, readable: list[str] | None = None) -> list[dict]:
     """:class:`shared.protocol.ListEntry` dicts for ``folder`` (``""`` is the root).
 
     Direct listing: files directly in the folder, and one ``"dir"`` entry per next path segment of deeper
     files, whose size is the total size (bytes) of the live files below it. Recursive: every live file
-    below, ``name`` being its path relative to the folder. Raises :class:`NotFound` when a non-root
-    folder holds no live file; the root may be empty.
+    below, ``name`` being its path relative to the folder. With ``readable`` (path prefixes an access key
+    may read), only the files under one of them count, for the entries and for the folders' sizes alike.
+    Raises :class:`NotFound` when a non-root folder holds no (readable) live file; the root may be empty.
     """
     async with store.read() as session:
         rows = await live_files(session, under(folder))
     base = folder + "/" if folder else ""
-    rows = [r for r in rows if r.path.startswith(base)]  # exact, whatever the SQL collation
+    rows = [r for r in rows if r.path.startswith(base)  # exact, whatever the SQL collation
+            and (readable is None or any(r.path.startswith(p) for p in readable))]
     if not rows and folder:
         raise NotFound(f"folder {folder!r} has no files")
     entries: list[dict] = []

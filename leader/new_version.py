@@ -19,6 +19,7 @@ from shared.errors import BadRequest
 from shared.paths import normalize_path
 from shared.protocol.frames import DIGEST_SIZE
 from shared.protocol.models import VersionPrepare
+from shared.protocol.rules import expected_chunks
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -41,11 +42,6 @@ class NewVersion:
     @property
     def chunk_count(self) -> int:
         return len(self.digests) // DIGEST_SIZE
-
-
-def expected_chunks(size: int, chunk_size: int) -> int:
-    """Chunks of a ``size``-byte file cut into ``chunk_size``-byte chunks (0 for an empty file)."""
-    return -(-size // chunk_size)  # integer ceil: exact for any size
 
 
 def chunk_size_of(prepare: VersionPrepare, settings: LeaderSettings) -> int:

@@ -28,12 +28,13 @@ async def live_servers_at(session: AsyncSession, url: str, other_than: str) -> l
 
 
 def add_server(session: AsyncSession, server_id: str, url: str, capacity_bytes: int, positions: list[int],
-               now: float) -> None:
-    """Insert a new healthy server and its virtual nodes (``positions`` in index order)."""
-    session.add(ChunkServer(server_id=server_id, url=url, capacity_bytes=capacity_bytes,
-                            state=ServerState.HEALTHY.value, missed_checks=0, registered_at=now,
-                            last_seen_at=now))
+               now: float) -> ChunkServer:
+    """Insert a new healthy server and its virtual nodes (``positions`` in index order); the new row."""
+    row = ChunkServer(server_id=server_id, url=url, capacity_bytes=capacity_bytes, state=ServerState.HEALTHY.value,
+                      missed_checks=0, registered_at=now, last_seen_at=now, joined_at=now)
+    session.add(row)
     session.add_all([VirtualNode(server_id=server_id, idx=i, position=p) for i, p in enumerate(positions)])
+    return row
 
 
 async def snapshot(session: AsyncSession) -> tuple[int, list[ChunkServer], list[tuple[int, str]]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Ten minutes, from the reference design: "pending writes or name mappings not finalized within 10
@@ -19,14 +19,43 @@ DEFAULT_PENDING_TTL = 600.0
 
 
 class ServiceSettings(BaseSettings):
-    """What every service reads: where to bind and how to log."""
+    """What every service reads: where to bind, how to log, and what makes it a member of the cluster
+    (README "Security")."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    host: str = "0.0.0.0"
+    # Loopback unless told otherwise: a service reachable from other hosts is a choice (Docker sets
+    # HOST=0.0.0.0 inside its network).
+    host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    # The cluster secret (hex, >= 32 bytes), or a file holding it; the previous one is still accepted
+    # while a rotation rolls out (shared/auth/cluster_secret.py).
+    cluster_secret: SecretStr | None = None
+    cluster_secret_file: Path | None = None
+    cluster_secret_previous: SecretStr | None = None
+    # Run without any credential: every port is open to anyone who can reach it. Loudly logged.
+    insecure_no_auth: bool = False
+    # Bearer token for GET /metrics (Prometheus's `authorization` scrape option); unset: /metrics needs
+    # the cluster credential.
+    metrics_token: SecretStr | None = None
+    # TLS: this service's certificate and key (PEM), and the CA that signs the other services'
+    # certificates, for the internal calls this service makes.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
+
+    @field_validator("cluster_secret", "cluster_secret_file", "cluster_secret_previous", "metrics_token",
+                     "tls_cert_file", "tls_key_file", "tls_ca_file", mode="before", check_fields=False)
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """``VAR=`` (as compose passes an unset variable) means not set."""
+        return None if value == "" else value
 
 
 class LeaderSettings(ServiceSettings):
@@ -51,9 +80,19 @@ class LeaderSettings(ServiceSettings):
     # Seconds a deleted version stays in the trash (restorable, its chunks kept) before the purge job
     # drops it: 7 days, long enough to notice a mistaken delete after a weekend.
     trash_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # The root key, made sure of at start (MinIO's MINIO_ROOT_USER / MINIO_ROOT_PASSWORD).
+    root_access_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{16,128}$")
+    root_secret_key: SecretStr | None = Field(default=None, min_length=16, max_length=128)
+
+    @field_validator("root_access_key", "root_secret_key", mode="before")
+    @classmethod
+    def _empty_root_is_unset(cls, value):
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _defaults(self) -> "LeaderSettings":
+        if bool(self.root_access_key) != bool(self.root_secret_key):
+            raise ValueError("ROOT_ACCESS_KEY and ROOT_SECRET_KEY go together: set both or neither")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve()}/leader.db"
         if not (self.min_chunk_size <= self.chunk_size <= self.max_chunk_size):
@@ -84,6 +123,11 @@ class ChunkServerSettings(ServiceSettings):
     anti_entropy_bytes_per_sec: float = Field(default=20e6, gt=0)
     # Chunks compared per second, so a pass over millions of chunks cannot take a whole core from clients.
     anti_entropy_chunks_per_sec: float = Field(default=5000.0, gt=0)
+    # Handoff (chunk_server/handoff.py): a member counts as a proof holder only after this many seconds in
+    # the ring (10 minutes: a burst of registrations cannot make anyone drop a copy), and drops of
+    # proven-redundant copies are paced, in chunks per second.
+    handoff_min_member_age: float = Field(default=600.0, ge=0)
+    handoff_drops_per_sec: float = Field(default=500.0, gt=0)
     # Scrub: 1 MB/s of 1 KB chunks is ~1000 re-hashes a second; a 10 GB server is scrubbed about every
     # 3 hours (HDFS's block scanner takes three weeks per scan).
     scrub_interval: float = Field(default=3600.0, gt=0)
@@ -98,7 +142,7 @@ class ChunkServerSettings(ServiceSettings):
     @model_validator(mode="after")
     def _defaults(self) -> "ChunkServerSettings":
         if not self.advertise_url:
-            self.advertise_url = f"http://{socket.gethostname()}:{self.port}"
+            self.advertise_url = f"{self.scheme}://{socket.gethostname()}:{self.port}"
         self.advertise_url = self.advertise_url.rstrip("/")
         self.leader_url = self.leader_url.rstrip("/")
         return self
@@ -122,6 +166,9 @@ class UserAppSettings(ServiceSettings):
     # bytes, whose chunks are admitted (user_app/chunk_cache.py).
     chunk_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     chunk_cache_max_file: int = Field(default=1024 * 1024, ge=0)
+    # Seconds a verified access key is trusted before the leader is asked again: how long a key deleted
+    # on another user app can keep working here (user_app/auth/key_cache.py).
+    key_cache_ttl: float = Field(default=5.0, ge=0, le=60)
     # Test-only fault injection: crash the process right after the named 2PC phase (1-3).
     crash_after_phase: int = Field(default=0, ge=0, le=3)
 

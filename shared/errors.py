@@ -39,6 +39,18 @@ class Unencodable(BadRequest, ValueError):
     its length field). Also a ``ValueError``, since it is a bad value handed to a function."""
 
 
+class Unauthorized(RingFSError):
+    """No credential, or one that does not check out (a wrong key or secret, an expired signature)."""
+
+    status = 401
+
+
+class Forbidden(RingFSError):
+    """The credential is good, but its key may not do this (no grant on the path, not an admin)."""
+
+    status = 403
+
+
 class NotFound(RingFSError):
     """No such file, version, transaction or server."""
 

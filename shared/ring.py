@@ -50,11 +50,13 @@ def chunk_position(digest: bytes) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """A ring member: stable id, the URL peers reach it at, and its health state."""
+    """A ring member: stable id, the URL peers reach it at, its health state, and when it last joined the
+    ring (UNIX seconds; None for members older than that record)."""
 
     server_id: str
     url: str
     state: ServerState = ServerState.HEALTHY
+    joined_at: float | None = None
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Ring:
     def from_view(cls, view: "RingView") -> "Ring":
         """The ring of the leader's ``GET /ring`` (a :class:`shared.protocol.models.RingView`); removed
         servers are listed there but are not members."""
-        servers = {s.server_id: ServerInfo(s.server_id, s.url, ServerState(s.state))
+        servers = {s.server_id: ServerInfo(s.server_id, s.url, ServerState(s.state), s.joined_at)
                    for s in view.servers if s.state != ServerState.REMOVED}
         return cls(epoch=view.epoch, servers=servers, vnodes=[(int(p), sid) for p, sid in view.vnodes])
 

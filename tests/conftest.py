@@ -2,7 +2,9 @@
 
 ``cluster`` is one leader, 3 chunk servers and 1 user app shared by a test module; fault-injection
 tests build their own with ``make_cluster`` so a kill never leaks into another test. Intervals are
-shortened through the same environment variables an operator would set.
+shortened through the same environment variables an operator would set. Every test cluster runs with
+auth on: one cluster secret and one root key (``tests/utils/auth.py``), which ``Client`` and the CLI
+find in ``RINGFS_ACCESS_KEY`` / ``RINGFS_SECRET_KEY``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils.auth import AUTH_ENV, ROOT_ACCESS_KEY, ROOT_SECRET_KEY
 from user_app.client.local_cluster import LocalCluster
 from user_app.client import Client
+
+os.environ["RINGFS_ACCESS_KEY"], os.environ["RINGFS_SECRET_KEY"] = ROOT_ACCESS_KEY, ROOT_SECRET_KEY
 
 # Fast failure detection and sweeping, so fault tests finish in seconds, not minutes.
 FAST_ENV = {
@@ -25,6 +30,10 @@ FAST_ENV = {
     # Reads go to the chunk servers every time, so the fault tests exercise fallback and repair rather
     # than the user app's chunk cache; tests/test_chunk_cache.py turns the cache on.
     "CHUNK_CACHE_BYTES": "0",
+    # Drops of handed-off copies count established members only (docs/failure-handling.md); in tests a
+    # member is established after 2 s, not in production's 10 minutes.
+    "HANDOFF_MIN_MEMBER_AGE": "2",
+    **AUTH_ENV,
 }
 
 
@@ -69,10 +78,11 @@ def make_cluster(tmp_path_factory):
     """Factory: ``make_cluster(chunk_servers=5, env={...})`` starts a fresh cluster, stopped at teardown."""
     started: list[LocalCluster] = []
 
-    def make(chunk_servers: int = 3, user_apps: int = 1, replication: int = 3, env: dict | None = None) -> LocalCluster:
+    def make(chunk_servers: int = 3, user_apps: int = 1, replication: int = 3, env: dict | None = None,
+             tls: bool = False) -> LocalCluster:
         data = tmp_path_factory.mktemp("cluster")
         c = LocalCluster(data_dir=data, chunk_servers=chunk_servers, user_apps=user_apps, replication=replication,
-                         env={**FAST_ENV, **(env or {})}, database_url=database_url_for(data))
+                         env={**FAST_ENV, **(env or {})}, database_url=database_url_for(data), tls=tls)
         started.append(c)
         return c.start()
 

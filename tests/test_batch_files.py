@@ -21,6 +21,7 @@ from shared.protocol.manifests import (
 )
 from shared.protocol.models import BatchError, VersionInfo
 from user_app.multi_file import MAX_READ_FILE_SIZE, MAX_WRITE_BODY
+from tests.utils.auth import ROOT, basic_header, http
 
 
 # ------------------------------------------------------------------ framing helpers (no cluster)
@@ -84,10 +85,10 @@ def test_leader_manifests(cluster, client):
     client.put("man/a.txt", b"alpha v2")
     client.put("man/empty", b"")
     paths = ["man/a.txt", "/man/empty", "man/nope", "a//b", 7, "man/a.txt"]
-    r = httpx.post(cluster.leader_url + "/manifests", json={"paths": paths, "version": None})
+    r = http.post(cluster.leader_url + "/manifests", json={"paths": paths, "version": None})
     assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
     got = decode_manifests(r.content)
-    single = httpx.get(cluster.leader_url + "/manifest", params={"path": "man/a.txt"}).content
+    single = http.get(cluster.leader_url + "/manifest", params={"path": "man/a.txt"}).content
     assert got[0] == decode_manifest(single) == got[5]
     assert got[0].info.version == 2 and got[0].info.size == 8
     assert got[1].info.path == "man/empty" and got[1].digests == b""
@@ -95,15 +96,15 @@ def test_leader_manifests(cluster, client):
     assert got[3].status == 400 and "empty segment" in got[3].error
     assert got[4].status == 400
     # a given version for every path; a path without it is a 404 entry
-    old = decode_manifests(httpx.post(cluster.leader_url + "/manifests",
+    old = decode_manifests(http.post(cluster.leader_url + "/manifests",
                                       json={"paths": ["man/a.txt", "man/empty"], "version": 1}).content)
     assert old[0].info.version == 1 and old[0].info.size == 2500
     assert old[1].info.version == 1
-    assert httpx.post(cluster.leader_url + "/manifests", json={"paths": []}).content == b""
+    assert http.post(cluster.leader_url + "/manifests", json={"paths": []}).content == b""
     # whole-request errors
     for body in ({"paths": ["x"] * 1025}, {"paths": "x"}, {"paths": ["x"], "version": 0}, [1]):
-        assert httpx.post(cluster.leader_url + "/manifests", json=body).status_code == 400, body
-    assert httpx.post(cluster.leader_url + "/manifests", content=b"not json").status_code == 400
+        assert http.post(cluster.leader_url + "/manifests", json=body).status_code == 400, body
+    assert http.post(cluster.leader_url + "/manifests", content=b"not json").status_code == 400
 
 
 # ------------------------------------------------------------------ user app batch write / read
@@ -148,23 +149,24 @@ def test_batch_write_same_path_twice_and_plain_overwrite(client):
 
 def test_batch_whole_request_errors(cluster):
     url = cluster.url
-    assert httpx.post(url + "/batch/write", content=b"\x00\x05ab").status_code == 400  # truncated section
+    assert http.post(url + "/batch/write", content=b"\x00\x05ab").status_code == 400  # truncated section
     too_many = encode_batch_files([(f"many/{i}", b"") for i in range(1025)])
-    assert httpx.post(url + "/batch/write", content=too_many).status_code == 400
-    assert httpx.post(url + "/batch/write", params={"chunk_size": 10}, content=encode_batch_files([("c/a", b"a")])).status_code == 400
-    assert httpx.post(url + "/batch/write", params={"create_only": "maybe"}, content=b"").status_code == 400
+    assert http.post(url + "/batch/write", content=too_many).status_code == 400
+    assert http.post(url + "/batch/write", params={"chunk_size": 10}, content=encode_batch_files([("c/a", b"a")])).status_code == 400
+    assert http.post(url + "/batch/write", params={"create_only": "maybe"}, content=b"").status_code == 400
     # an announced body over 64 MiB is refused before it is read
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(f"POST /batch/write HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_WRITE_BODY + 1}\r\n\r\n".encode())
+        s.sendall(f"POST /batch/write HTTP/1.1\r\nHost: x\r\nAuthorization: {basic_header(*ROOT)}\r\n"
+                  f"Content-Length: {MAX_WRITE_BODY + 1}\r\n\r\n".encode())
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
-    assert httpx.post(url + "/batch/write", content=b"").json() == {"results": []}
-    assert httpx.post(url + "/batch/read", json={"paths": ["x"] * 1025}).status_code == 400
-    assert httpx.post(url + "/batch/read", content=b"[").status_code == 400
-    assert httpx.post(url + "/batch/read", json={"paths": []}).content == b""
+    assert http.post(url + "/batch/write", content=b"").json() == {"results": []}
+    assert http.post(url + "/batch/read", json={"paths": ["x"] * 1025}).status_code == 400
+    assert http.post(url + "/batch/read", content=b"[").status_code == 400
+    assert http.post(url + "/batch/read", json={"paths": []}).content == b""
     # a non-UTF-8 path fails only its own file
     raw = b"\x00\x02\xff\xfe" + (1).to_bytes(8, "big") + b"z" + encode_batch_files([("utf8/ok", b"ok")])
-    results = httpx.post(url + "/batch/write", content=raw).json()["results"]
+    results = http.post(url + "/batch/write", content=raw).json()["results"]
     assert results[0]["status"] == 400 and "UTF-8" in results[0]["error"]
     assert results[1]["path"] == "utf8/ok" and results[1]["version"] >= 1
 
@@ -203,7 +205,7 @@ def test_cli_tree_round_trip(cluster, tmp_path):
     assert r.returncode == 1
     lines = [line for line in r.stderr.decode().splitlines() if line.startswith("error:")]
     assert len(lines) == len(list((src / "d0").iterdir())) - 1 and all("HTTP 412" in line for line in lines)
-    assert httpx.get(cluster.url + "/files/tree/d0/new.txt").content == b"new file"
+    assert http.get(cluster.url + "/files/tree/d0/new.txt").content == b"new file"
 
 
 def test_byte_budget_fifo_oversize_and_cancel():

@@ -11,6 +11,7 @@ import pytest
 
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
+from tests.utils.auth import http
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -18,7 +19,7 @@ CACHE_ENV = {"CHUNK_CACHE_BYTES": str(8 * 1024 * 1024), "CHUNK_CACHE_MAX_FILE": 
 
 
 def cache_hits(url: str) -> float:
-    text = httpx.get(url + "/metrics").text
+    text = http.get(url + "/metrics").text
     m = re.search(r'^ringfs_user_chunk_cache_lookups_total\{result="hit"\} (\S+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 

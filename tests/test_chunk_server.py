@@ -11,6 +11,7 @@ import pytest
 from user_app.client.local_cluster import wait_until
 from shared.protocol.frames import ChunkPresence, MISSING, encode_frames, iter_frames, pack_digests, sha256
 from tests.utils.servers import lone_chunk_server
+from tests.utils.auth import authed_client, http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,7 +29,7 @@ def server(tmp_path):
 
 @pytest.fixture
 def client(server):
-    with httpx.Client(base_url=server.url, timeout=10) as c:
+    with authed_client(base_url=server.url, timeout=10) as c:
         yield c
 
 
@@ -49,7 +50,7 @@ def test_healthz_and_stable_server_id(server, client):
     assert client.get("/healthz", headers={"X-RingFS-Health-Check": "leader"}).status_code == 200
     server.stop()
     server.start()
-    assert httpx.get(server.url + "/healthz").json()["server_id"] == body["server_id"]
+    assert http.get(server.url + "/healthz").json()["server_id"] == body["server_id"]
 
 
 def test_prepare_commit_read_round_trip(client):
@@ -138,6 +139,6 @@ def test_data_survives_kill_9(server, client):
     assert client.post("/chunks/commit", json={"txn_ids": ["t"]}).status_code == 200
     server.kill()
     server.start()
-    with httpx.Client(base_url=server.url, timeout=10) as fresh:
+    with authed_client(base_url=server.url, timeout=10) as fresh:
         assert read(fresh, [d for d, _ in chunks]) == chunks
         assert fresh.get("/stats").json()["chunks"] == 100

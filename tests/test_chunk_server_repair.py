@@ -16,6 +16,7 @@ from shared.protocol.models import RingView
 from shared.rpc.ring_cache import Placement
 from tests.utils.data import random_bytes
 from user_app.client import Client
+from tests.utils.auth import http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +33,7 @@ REPAIR_ENV = {
 
 
 def file_digests(cluster, path: str) -> list[bytes]:
-    resp = httpx.get(cluster.leader_url + "/manifest", params={"path": path}, timeout=10)
+    resp = http.get(cluster.leader_url + "/manifest", params={"path": path}, timeout=10)
     assert resp.status_code == 200, resp.text
     return decode_manifest(resp.content).digest_list()
 
@@ -43,7 +44,7 @@ def holders(cluster, digests: list[bytes]) -> dict[bytes, set[str]]:
     for svc in cluster.servers:
         if not svc.alive:
             continue
-        presence = httpx.post(svc.url + "/chunks/exists", content=pack_digests(digests), timeout=10).content
+        presence = http.post(svc.url + "/chunks/exists", content=pack_digests(digests), timeout=10).content
         for d, b in zip(digests, presence):
             if b == ChunkPresence.COMMITTED:
                 out[d].add(svc.url)
@@ -76,10 +77,10 @@ def test_new_server_gets_its_share_and_misplaced_copies_are_handed_off(make_clus
         return all(held[d] == {s.url for s in ring.preference_list(d, rf)} for d in digests)
 
     wait_until(converged, timeout=45, interval=0.5, what="every chunk on exactly its preference list")
-    stats = httpx.get(new_url + "/stats").json()
+    stats = http.get(new_url + "/stats").json()
     share = stats["chunks"] / (3 * len(digests))
     assert 0.2 / 1.5 <= share <= 0.2 * 1.5, share
-    dropped = sum(httpx.get(s.url + "/stats").json()["anti_entropy"]["dropped"] for s in cluster.servers)
+    dropped = sum(http.get(s.url + "/stats").json()["anti_entropy"]["dropped"] for s in cluster.servers)
     assert dropped >= stats["chunks"] * 0.9  # what moved to the new server left the old ones
     assert stats["anti_entropy"]["pass"] >= 1 and stats["anti_entropy"]["last_pass_completed_at"]
 
@@ -117,12 +118,12 @@ def test_scrub_quarantines_and_repairs_a_corrupt_chunk(make_cluster):
     victim.start()
 
     def healed() -> dict | None:
-        stats = httpx.get(victim.url + "/stats").json()
+        stats = http.get(victim.url + "/stats").json()
         return stats if stats["quarantined"] >= 1 and stats["repaired"] >= 1 else None
 
     stats = wait_until(healed, timeout=30, interval=0.3, what="corrupt chunk quarantined and repaired")
     assert stats["corrupt"] >= 1 and stats["scrubbed"] >= len(digests)
-    resp = httpx.get(f"{victim.url}/chunks/{target.hex()}")
+    resp = http.get(f"{victim.url}/chunks/{target.hex()}")
     assert resp.status_code == 200 and sha256(resp.content) == target
     with sqlite3.connect(db) as conn:  # the bad copy is kept for forensics
         assert conn.execute("SELECT data FROM quarantine WHERE digest = ?", (target,)).fetchone()[0] == bad
@@ -133,7 +134,7 @@ def test_verify_endpoint_repairs_at_once(make_cluster):
     cluster = make_cluster(chunk_servers=3, env={**REPAIR_ENV, "SCRUB_INTERVAL": "3600"})
     digests = write_files(cluster, 1, 8 * 1024)
     victim = cluster.servers[2]
-    verdict = httpx.post(victim.url + "/chunks/verify", content=pack_digests(digests)).json()
+    verdict = http.post(victim.url + "/chunks/verify", content=pack_digests(digests)).json()
     assert verdict == {"checked": len(digests), "corrupt": 0, "repaired": 0}
 
 
@@ -141,12 +142,12 @@ def test_replicate_endpoint_checks_hashes(make_cluster):
     cluster = make_cluster(chunk_servers=1, replication=1, env=REPAIR_ENV)
     url = cluster.servers[0].url
     good = random_bytes(1024, seed=1)
-    resp = httpx.post(url + "/chunks/replicate", content=encode_frames([(sha256(good), good), (b"\1" * 32, good)]))
+    resp = http.post(url + "/chunks/replicate", content=encode_frames([(sha256(good), good), (b"\1" * 32, good)]))
     assert resp.status_code == 422
-    assert httpx.post(url + "/chunks/exists", content=sha256(good)).content == bytes([ChunkPresence.ABSENT])
-    resp = httpx.post(url + "/chunks/replicate", content=encode_frames([(sha256(good), good)]))
+    assert http.post(url + "/chunks/exists", content=sha256(good)).content == bytes([ChunkPresence.ABSENT])
+    resp = http.post(url + "/chunks/replicate", content=encode_frames([(sha256(good), good)]))
     assert resp.json() == {"stored": 1}
-    assert httpx.post(url + "/chunks/exists", content=sha256(good)).content == bytes([ChunkPresence.COMMITTED])
+    assert http.post(url + "/chunks/exists", content=sha256(good)).content == bytes([ChunkPresence.COMMITTED])
 
 
 def test_gc_deletes_unreferenced_chunks_only(make_cluster):
@@ -154,12 +155,12 @@ def test_gc_deletes_unreferenced_chunks_only(make_cluster):
     digests = write_files(cluster, 1, 10 * 1024)
     url = cluster.servers[0].url
     orphans = [random_bytes(1024, seed=100 + i) for i in range(20)]  # committed, but no version names them
-    httpx.post(url + "/chunks/prepare", params={"txn_id": "orphan"},
+    http.post(url + "/chunks/prepare", params={"txn_id": "orphan"},
                content=encode_frames([(sha256(o), o) for o in orphans])).raise_for_status()
-    httpx.post(url + "/chunks/commit", json={"txn_ids": ["orphan"]}).raise_for_status()
+    http.post(url + "/chunks/commit", json={"txn_ids": ["orphan"]}).raise_for_status()
 
     def collected() -> dict | None:
-        stats = httpx.get(url + "/stats").json()
+        stats = http.get(url + "/stats").json()
         return stats if stats["gc_deleted"] >= len(orphans) else None
 
     stats = wait_until(collected, timeout=30, interval=0.3, what="orphan chunks collected")

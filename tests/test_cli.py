@@ -11,31 +11,38 @@ import httpx
 import pytest
 
 from user_app.client.local_cluster import free_port, wait_until
+from tests.utils.auth import http
 
 
-def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None, columns: int = 80) -> subprocess.CompletedProcess:
+# A user's shell: no test credentials in the environment, so the CLI finds the ones `ringfs up` wrote to
+# ./ringfs-data/credentials (every command here runs in the test's folder, as a user's would).
+USER_ENV = {k: v for k, v in os.environ.items() if not k.startswith("RINGFS_")}
+
+
+def ringfs(*args: str, url: str | None = None, stdin: bytes | None = None, columns: int = 80,
+           cwd=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "user_app.client.cli", *args, *(["--url", url] if url else [])]
-    env = {**os.environ, "COLUMNS": str(columns)}
-    return subprocess.run(cmd, capture_output=True, input=stdin, timeout=120, env=env)
+    env = {**USER_ENV, "COLUMNS": str(columns)}
+    return subprocess.run(cmd, capture_output=True, input=stdin, timeout=120, env=env, cwd=cwd)
 
 
 @pytest.fixture
-def ringfs_up(tmp_path):
-    """``ringfs up`` on free ports, stopped with SIGINT (Ctrl-C) at the end."""
+def ringfs_up(tmp_path, monkeypatch):
+    """``ringfs up`` on free ports in ``tmp_path`` (data in ``./ringfs-data``, the default), stopped with
+    SIGINT (Ctrl-C) at the end."""
     port, leader_port, cs_port = free_port(), free_port(), free_port(count=3)  # ringfs up: cs_port..cs_port+2
     proc = subprocess.Popen(
-        [sys.executable, "-m", "user_app.client.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+        [sys.executable, "-m", "user_app.client.cli", "up", "--port", str(port),
          "--leader-port", str(leader_port), "--chunk-server-port", str(cs_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path, env=USER_ENV)
     url = f"http://127.0.0.1:{port}"
+    monkeypatch.chdir(tmp_path)  # the CLI commands run where the user ran `ringfs up`
 
     def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"ringfs up exited: {proc.stdout.read().decode()}")
-        try:
-            return httpx.get(url + "/cluster", timeout=1).json()["servers"].__len__() == 3
-        except (httpx.HTTPError, ValueError, KeyError):
-            return False
+        r = ringfs("status", url=url)
+        return r.returncode == 0 and r.stdout.count(b"healthy") == 3
 
     wait_until(up, 60, interval=0.2, what="ringfs up")
     yield url, proc
@@ -65,7 +72,9 @@ def test_up_put_get_ls_stat_mv_rm_and_ctrl_c(ringfs_up, tmp_path):
     assert b"healthy" in status and b"33% (64 vnodes)" in status and b"chunks" in status
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
     assert proc.wait(30) == 0
-    assert b"stopping RingFS" in proc.stdout.read()
+    printed = proc.stdout.read()
+    assert b"stopping RingFS" in printed
+    assert b"ringfs-data/credentials" in printed  # it said where its credentials are
 
 
 @pytest.mark.parametrize("args", [

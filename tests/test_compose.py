@@ -112,16 +112,27 @@ def test_environment_values_are_valid_settings(services, monkeypatch):
         assert settings.port == int(env["PORT"]), name
 
 
-def test_published_ports_equal_port(services):
+def test_only_user_apps_publish_their_port(services):
+    """The user API is what users reach; the leader and the chunk servers stay on the compose network."""
     seen: set[int] = set()
     for name, svc in ringfs_services(services).items():
         env = environment(svc)
         assert "PORT" in env, f"{name}: set PORT explicitly"
         port = int(env["PORT"])
         pairs = published_ports(svc)
-        assert pairs == [(port, port)], f"{name}: publishes {pairs}, listens on {port}"
+        expected = [(port, port)] if module_of(svc) == "user_app" else []
+        assert pairs == expected, f"{name}: publishes {pairs}, expected {expected} (listens on {port})"
         assert port not in seen, f"{name}: port {port} used twice"
         seen.add(port)
+
+
+def test_every_service_needs_the_cluster_secret(services):
+    for name, svc in ringfs_services(services).items():
+        value = environment(svc).get("CLUSTER_SECRET", "")
+        assert value.startswith("${RINGFS_CLUSTER_SECRET:?"), f"{name}: CLUSTER_SECRET must be required, got {value!r}"
+    leader_env = environment(services[leader_name_and_port(services)[0]])
+    assert leader_env["ROOT_ACCESS_KEY"].startswith("${RINGFS_ROOT_ACCESS_KEY:?")
+    assert leader_env["ROOT_SECRET_KEY"].startswith("${RINGFS_ROOT_SECRET_KEY:?")
 
 
 def test_chunk_server_ports_and_advertise_urls(services):

@@ -19,6 +19,7 @@ import pytest
 from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
+from tests.utils.auth import http
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,7 +42,7 @@ def write_files(client: Client, prefix: str, count: int, size: int = 5000) -> di
 
 
 def fsck(cluster) -> dict:
-    return httpx.get(cluster.url + "/fsck", timeout=60).json()
+    return http.get(cluster.url + "/fsck", timeout=60).json()
 
 
 def wait_fsck_clean(cluster, timeout: float = REPAIR_TIMEOUT, misplaced_too: bool = False) -> dict:
@@ -166,7 +167,7 @@ def test_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
             result = client.put("mid/upload.bin", slow_body())
         except ClientError as exc:
             assert exc.status in (0, 502, 503), exc
-            assert httpx.get(cluster.url + "/files/mid/upload.bin").status_code == 404
+            assert http.get(cluster.url + "/files/mid/upload.bin").status_code == 404
         else:
             assert result["size"] == len(data)
             assert client.get("mid/upload.bin") == data
@@ -174,7 +175,7 @@ def test_kill_server_mid_upload_succeeds_fully_or_fails_cleanly(make_cluster):
             wait_fsck_clean(cluster)
     # Whatever was left pending on the live servers is swept after PENDING_TTL.
     live = [s for s in cluster.servers if s.alive]
-    wait_until(lambda: all(httpx.get(s.url + "/stats").json()["pending_txns"] == 0 for s in live), 30,
+    wait_until(lambda: all(http.get(s.url + "/stats").json()["pending_txns"] == 0 for s in live), 30,
                what="pending data to be swept")
 
 
@@ -244,10 +245,10 @@ def test_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_cluster
     assert_all_readable(client, files)  # the bad copy is never served: hash check + fallback
 
     def repaired():
-        r = httpx.get(f"{victim.url}/chunks/{digest.hex()}")
+        r = http.get(f"{victim.url}/chunks/{digest.hex()}")
         return r.status_code == 200 and __import__("hashlib").sha256(r.content).digest() == digest
     wait_until(repaired, REPAIR_TIMEOUT, interval=0.5, what="the scrubber to repair the corrupt copy")
-    stats = httpx.get(victim.url + "/stats").json()
+    stats = http.get(victim.url + "/stats").json()
     assert stats.get("corrupt", 0) >= 1 or stats.get("quarantined", 0) >= 1
 
 
@@ -261,6 +262,6 @@ def test_join_under_write_load_no_write_fails_and_rebalances(make_cluster):
     assert [str(e) for e in load.errors] == []
     report = wait_fsck_clean(cluster, misplaced_too=True)
     assert report["ok"]
-    assert httpx.get(newcomer.url + "/stats").json()["chunks"] > 0
+    assert http.get(newcomer.url + "/stats").json()["chunks"] > 0
     with Client(cluster.url) as c:
         assert_all_readable(c, load.acknowledged)

@@ -14,6 +14,7 @@ import pytest
 from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client
+from tests.utils.auth import http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +43,7 @@ def test_fsck_healthy_then_after_kill(make_cluster):
         assert report["replication_factor"] == 3
 
         # The leader answers the same report directly.
-        direct = httpx.get(cluster.leader_url + "/fsck", timeout=30).json()
+        direct = http.get(cluster.leader_url + "/fsck", timeout=30).json()
         assert {k: direct[k] for k in REPORT_KEYS} == {k: report[k] for k in REPORT_KEYS}
 
         ok = cli_fsck(cluster.url)
@@ -76,7 +77,7 @@ def test_fsck_on_an_empty_cluster_is_ok(cluster):
 
 
 def test_fsck_rejects_other_methods_with_json(cluster):
-    r = httpx.post(cluster.url + "/fsck", timeout=10)
+    r = http.post(cluster.url + "/fsck", timeout=10)
     assert r.status_code == 405 and "error" in r.json()
-    r = httpx.post(cluster.leader_url + "/fsck", timeout=10)
+    r = http.post(cluster.leader_url + "/fsck", timeout=10)
     assert r.status_code == 405 and "error" in r.json()

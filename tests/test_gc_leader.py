@@ -4,7 +4,6 @@ version references (docs/failure-handling.md, "Garbage collection")."""
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 
@@ -12,11 +11,13 @@ import httpx
 import pytest
 
 from user_app.client.local_cluster import Service, free_port, wait_until
+from tests.conftest import database_url_for
+from tests.utils.auth import AUTH_ENV, authed_client
 
 pytestmark = pytest.mark.timeout(60)
 
 CHUNK = 1024
-ENV = {"HEALTH_CHECK_INTERVAL": "0.5", "VIRTUAL_NODES": "8", "CHUNK_SIZE": str(CHUNK), "REPLICATION_FACTOR": "1",
+ENV = {**AUTH_ENV, "HEALTH_CHECK_INTERVAL": "0.5", "VIRTUAL_NODES": "8", "CHUNK_SIZE": str(CHUNK), "REPLICATION_FACTOR": "1",
        "SWEEP_INTERVAL": "0.2", "TRASH_RETENTION": "1", "PENDING_TTL": "600"}
 OCTET = {"content-type": "application/octet-stream"}
 
@@ -24,10 +25,11 @@ OCTET = {"content-type": "application/octet-stream"}
 @pytest.fixture
 def leader(tmp_path: Path):
     env = {"DATA_DIR": str(tmp_path / "leader"), **ENV}
-    if os.environ.get("RINGFS_TEST_DATABASE_URL"):
-        env["DATABASE_URL"] = os.environ["RINGFS_TEST_DATABASE_URL"]
+    url = database_url_for(tmp_path)  # a fresh PostgreSQL database under RINGFS_TEST_POSTGRES, else SQLite
+    if url:
+        env["DATABASE_URL"] = url
     svc = Service("leader", "leader", free_port(), env, tmp_path / "leader.log").start()
-    with httpx.Client(base_url=svc.url, timeout=30) as client:
+    with authed_client(base_url=svc.url, timeout=30) as client:
         yield client
     svc.stop()
 

@@ -19,14 +19,16 @@ import httpx
 import pytest
 
 from shared.protocol.manifests import decode_manifest
+from shared.auth.server_identity import health_proof, registration_proof
 from shared.protocol.rules import HEALTH_CHECK_HEADER
 from shared.ring import virtual_node_positions
 from user_app.client.local_cluster import Service, free_port, wait_until
+from tests.utils.auth import AUTH_ENV, authed_client
 
 pytestmark = pytest.mark.timeout(60)
 
 CHUNK = 1024
-FAST_ENV = {"HEALTH_CHECK_INTERVAL": "0.2", "HEALTH_CHECK_TIMEOUT": "0.5", "VIRTUAL_NODES": "8",
+FAST_ENV = {**AUTH_ENV, "HEALTH_CHECK_INTERVAL": "0.2", "HEALTH_CHECK_TIMEOUT": "0.5", "VIRTUAL_NODES": "8",
             "CHUNK_SIZE": str(CHUNK), "REPLICATION_FACTOR": "2"}
 
 
@@ -68,7 +70,7 @@ def start_leader(tmp_path: Path):
         svc = Service("leader", name, free_port(),
                       {"DATA_DIR": str(tmp_path / name), **databases[name], **FAST_ENV, **env},
                       tmp_path / f"{name}.log").start()
-        client = httpx.Client(base_url=svc.url, timeout=10)
+        client = authed_client(base_url=svc.url, timeout=10)
         started.append((svc, client))
         return svc, client
 
@@ -83,9 +85,25 @@ def leader(start_leader) -> httpx.Client:
     return start_leader()[1]
 
 
+# The key the leader issued to each (leader, server id) at its first registration: a chunk server keeps it in
+# DATA_DIR/server_key and proves it when it registers again and in every health check.
+SERVER_KEYS: dict[tuple[str, str], bytes] = {}
+
+
+def register_request(client: httpx.Client, server_id: str, url: str | None = None, capacity: int = 10**9) -> httpx.Response:
+    url = url or f"http://127.0.0.1:{free_port()}"
+    key = SERVER_KEYS.get((str(client.base_url), server_id))
+    body = {"server_id": server_id, "advertise_url": url, "capacity_bytes": capacity}
+    if key is not None:
+        body["proof"] = registration_proof(key, server_id, url)
+    r = client.post("/servers", json=body)
+    if r.status_code == 200 and r.json().get("server_key"):
+        SERVER_KEYS[(str(client.base_url), server_id)] = bytes.fromhex(r.json()["server_key"])
+    return r
+
+
 def register(client: httpx.Client, server_id: str, url: str | None = None, capacity: int = 10**9) -> dict:
-    r = client.post("/servers", json={"server_id": server_id, "advertise_url": url or f"http://127.0.0.1:{free_port()}",
-                                      "capacity_bytes": capacity})
+    r = register_request(client, server_id, url, capacity)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -168,16 +186,22 @@ def test_dead_server_becomes_unhealthy_then_removed_and_can_return(leader):
 
 
 class FakeChunkServer:
-    """A stand-in chunk server in a thread: answers ``GET /healthz`` with 200 and records the health-check
-    header of every request it got."""
+    """A stand-in chunk server in a thread: answers ``GET /healthz`` with 200, proving ``key`` (set it once
+    the leader issued one) over each challenge, and records the health-check header of every request."""
 
     def __init__(self, server_id: str) -> None:
         seen = self.seen = []
+        self.key: bytes | None = None
+        fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
-                seen.append(self.headers.get(HEALTH_CHECK_HEADER))
-                body = json.dumps({"status": "ok", "server_id": server_id}).encode()
+                challenge = self.headers.get(HEALTH_CHECK_HEADER)
+                seen.append(challenge)
+                answer = {"status": "ok", "server_id": server_id}
+                if fake.key is not None and challenge:
+                    answer["proof"] = health_proof(fake.key, server_id, challenge)
+                body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
@@ -196,14 +220,23 @@ class FakeChunkServer:
         self.httpd.server_close()
 
 
-def test_healthy_server_stays_healthy_and_same_url_replaces(leader):
+def test_healthy_server_stays_healthy_and_its_url_is_taken_over_only_once_it_stops_answering(leader):
     fake = FakeChunkServer("cs-live")
     try:
-        epoch = register(leader, "cs-live", fake.url)["epoch"]
+        result = register(leader, "cs-live", fake.url)
+        epoch, fake.key = result["epoch"], bytes.fromhex(result["server_key"])
         wait_until(lambda: len(fake.seen) >= 3, 10, what="three health checks")
-        assert set(fake.seen) == {"leader"}
+        assert all(fake.seen) and len(set(fake.seen)) == len(fake.seen)  # a fresh challenge every time
         assert server_state(leader, "cs-live") == "healthy"
-        # A new server id at the same URL means the old one's data dir was wiped: the old one is removed.
+        # A new id at a live member's URL is refused, and the member is not touched.
+        r = register_request(leader, "cs-new", fake.url)
+        assert r.status_code == 409 and "cs-live" in r.json()["error"], r.text
+        assert server_state(leader, "cs-live") == "healthy" and leader.get("/ring").json()["epoch"] == epoch
+        # A check whose proof is wrong (the answer is not from cs-live's own key) is a miss.
+        fake.key = b"\0" * 32
+        wait_until(lambda: server_state(leader, "cs-live") == "unhealthy", 10, what="wrong proofs seen")
+        # Once the member no longer passes its checks, a newcomer at its URL replaces it (its data dir was
+        # wiped): the old one is removed.
         assert register(leader, "cs-new", fake.url)["epoch"] == epoch + 1
         assert server_state(leader, "cs-live") == "removed"
         # The fake answers with server_id "cs-live", so checks of "cs-new" fail: it turns unhealthy.
@@ -423,7 +456,7 @@ def test_racing_writers_get_distinct_versions(leader):
     import concurrent.futures
 
     def one(i: int) -> int:
-        with httpx.Client(base_url=leader.base_url, timeout=10) as c:
+        with authed_client(base_url=leader.base_url, timeout=10) as c:
             return put(c, "race/file", str(i).encode())["version"]
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -438,7 +471,7 @@ def test_concurrent_create_only_commits_have_one_winner(leader):
     txns = [prepare(leader, "co/race", str(i).encode(), create_only="true").json()["txn_id"] for i in range(6)]
 
     def commit(txn_id: str) -> int:
-        with httpx.Client(base_url=leader.base_url, timeout=10) as c:
+        with authed_client(base_url=leader.base_url, timeout=10) as c:
             return c.post(f"/txns/{txn_id}/commit").status_code
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:

@@ -24,6 +24,7 @@ from shared.protocol.manifests import decode_manifest
 from tests.conftest import database_url_for
 from tests.test_leader import CHUNK, FAST_ENV, prepare, put
 from user_app.client.local_cluster import Service, free_port
+from tests.utils.auth import SIGNING_KEY, authed_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,7 +36,7 @@ def leader(tmp_path: Path):
     url = database_url_for(tmp_path)
     env = {"DATA_DIR": str(tmp_path / "leader"), **FAST_ENV, **({"DATABASE_URL": url} if url else {})}
     svc = Service("leader", "leader", free_port(), env, tmp_path / "leader.log").start()
-    client = httpx.Client(base_url=svc.url, timeout=30)
+    client = authed_client(base_url=svc.url, timeout=30)
     try:
         yield client
     finally:
@@ -280,7 +281,7 @@ def test_leader_batcher_coalesces_and_matches_single_calls(leader):
                ("prepare", "prepare_batch", "commit", "commit_batch")}
 
     async def run() -> tuple[list[dict], int, dict]:
-        transport = Transport(30)
+        transport = Transport(30, SIGNING_KEY)
         peers = LeaderClient(transport, base_url)
         sent: list[str] = []
         real_leader = peers.call

@@ -16,6 +16,7 @@ from leader.manifest_cache import CachedVersion, ManifestCache
 from shared.protocol.manifests import decode_manifest
 from shared.protocol.models import VersionInfo
 from tests.test_leader import CHUNK, prepare, put, start_leader  # noqa: F401  (fixture)
+from tests.utils.auth import authed_client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,7 +165,7 @@ def test_concurrent_readers_never_see_stale_latest_after_commit(leader, start_le
     n_versions = 40
 
     def reader() -> None:
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with authed_client(base_url=url, timeout=30) as c:
             while not stop.is_set():
                 with lock:
                     floor, finished = committed[0], deletes[1]

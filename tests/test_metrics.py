@@ -6,11 +6,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.data import random_bytes
+from tests.utils.auth import http
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     """``{(sample name, sorted labels): value}`` from a Prometheus text page."""
-    resp = httpx.get(url + "/metrics", timeout=10)
+    resp = http.get(url + "/metrics", timeout=10)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     out = {}
@@ -58,6 +59,6 @@ def test_metrics_move_after_an_upload(cluster, client):
 
 
 def test_request_id_is_echoed(cluster):
-    r = httpx.get(cluster.url + "/healthz", headers={"X-Request-ID": "abc123"})
+    r = http.get(cluster.url + "/healthz", headers={"X-Request-ID": "abc123"})
     assert r.headers["x-request-id"] == "abc123"
-    assert len(httpx.get(cluster.url + "/healthz").headers["x-request-id"]) == 16
+    assert len(http.get(cluster.url + "/healthz").headers["x-request-id"]) == 16

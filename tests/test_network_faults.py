@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.utils.data import random_bytes
 from tests.utils.fault_proxy import FaultProxy
 from user_app.client.local_cluster import free_port, wait_until
+from tests.utils.auth import authed_client, http
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,7 +31,7 @@ def behind_proxy(cluster, env: dict[str, str] | None = None) -> tuple[object, Fa
 
 
 def counter(url: str, name: str) -> float:
-    text = httpx.get(url + "/metrics", timeout=10).text
+    text = http.get(url + "/metrics", timeout=10).text
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
@@ -53,7 +54,7 @@ def test_partition_of_a_chunk_server_mid_write_never_shows_a_partial_file(make_c
 
         def upload() -> None:
             try:
-                r = httpx.put(cluster.url + "/files/part/big.bin", content=_blocks(data, 256 * 1024, halfway),
+                r = http.put(cluster.url + "/files/part/big.bin", content=_blocks(data, 256 * 1024, halfway),
                               timeout=90)
                 result["status"], result["body"] = r.status_code, r.json()
             except httpx.HTTPError as exc:  # the user app must answer, never hang up
@@ -68,17 +69,17 @@ def test_partition_of_a_chunk_server_mid_write_never_shows_a_partial_file(make_c
         assert "exc" not in result, result
         if result["status"] == 201:  # every chunk found its copies elsewhere
             assert result["body"]["sha256"] == hashlib.sha256(data).hexdigest()
-            assert httpx.get(cluster.url + "/files/part/big.bin", timeout=60).content == data
+            assert http.get(cluster.url + "/files/part/big.bin", timeout=60).content == data
         else:  # or a clean error, and nothing of the write is visible
             assert result["status"] == 503 and "error" in result["body"], result
-            assert httpx.get(cluster.url + "/files/part/big.bin").status_code == 404
+            assert http.get(cluster.url + "/files/part/big.bin").status_code == 404
         # The cluster keeps serving without the partitioned server: once the leader stops placing
         # chunks on it, the same upload succeeds.
         wait_until(lambda: any(s["url"] == proxy.url and s["state"] != "healthy" for s in cluster.ring()["servers"]),
                    30, what="the leader to notice the partition")
-        r = httpx.put(cluster.url + "/files/part/big.bin", content=data, timeout=90)
+        r = http.put(cluster.url + "/files/part/big.bin", content=data, timeout=90)
         assert r.status_code == 201, r.text
-        assert httpx.get(cluster.url + "/files/part/big.bin", timeout=60).content == data
+        assert http.get(cluster.url + "/files/part/big.bin", timeout=60).content == data
     finally:
         proxy.stop()
 
@@ -91,7 +92,7 @@ def test_slow_link_to_one_replica_reads_stay_correct(make_cluster):
     _, proxy = behind_proxy(cluster, env)
     try:
         files = {f"slow/f{i:02d}": random_bytes(20_000 + i, seed=i) for i in range(24)}
-        with httpx.Client(base_url=cluster.url, timeout=60) as http:
+        with authed_client(base_url=cluster.url, timeout=60) as http:
             for path, data in files.items():
                 assert http.put(f"/files/{path}", content=data).status_code == 201
             fallbacks = counter(cluster.url, "ringfs_user_chunk_fallbacks_total")

@@ -22,6 +22,7 @@ from shared.rpc.transport import Transport
 from user_app.metrics import PREPARE_REQUESTS
 from user_app.phases import PhaseCalls
 from tests.utils.servers import lone_chunk_server
+from tests.utils.auth import SIGNING_KEY, authed_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +110,7 @@ def server(tmp_path):
 
 @pytest.fixture
 def client(server):
-    with httpx.Client(base_url=server.url, timeout=10) as c:
+    with authed_client(base_url=server.url, timeout=10) as c:
         yield c
 
 
@@ -149,7 +150,7 @@ def test_prepare_many_repeated_txn_and_bad_frames(client):
 @contextlib.asynccontextmanager
 async def phase_calls(timeout: float):
     """A user app's coalesced phase calls on their own transport (no leader is reached in these tests)."""
-    transport = Transport(timeout)
+    transport = Transport(timeout, SIGNING_KEY)
     phases = PhaseCalls(ChunkClient(transport), LeaderClient(transport, "http://127.0.0.1:1"))
     try:
         yield phases

@@ -14,6 +14,7 @@ import pytest
 from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
+from tests.utils.auth import authed_client, http
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,7 +31,7 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_delete_list_undelete_conflict_and_404(trash_cluster):
-    with Client(trash_cluster.url) as c, httpx.Client(base_url=trash_cluster.url, timeout=30) as http:
+    with Client(trash_cluster.url) as c, authed_client(base_url=trash_cluster.url, timeout=30) as http:
         v1, v2 = random_bytes(3000, seed=1), random_bytes(1500, seed=2)
         c.put("t/a.bin", v1)
         c.put("t/a.bin", v2)
@@ -94,7 +95,7 @@ def test_cli_trash_and_undelete(trash_cluster):
 
 
 def test_bad_undelete_bodies_are_400_json(trash_cluster):
-    with httpx.Client(base_url=trash_cluster.url, timeout=30) as http:
+    with authed_client(base_url=trash_cluster.url, timeout=30) as http:
         for body in ({}, {"path": ""}, {"path": "../etc/passwd"}, {"path": 5}, {"src": "x"}):
             assert_error(http.post("/undelete", json=body), 400)
         assert_error(http.post("/undelete", content=b"{not json", headers={"content-type": "application/json"}), 400)
@@ -102,7 +103,7 @@ def test_bad_undelete_bodies_are_400_json(trash_cluster):
 
 def test_trashed_versions_expire(make_cluster):
     cluster = make_cluster(chunk_servers=1, replication=1, env={"TRASH_RETENTION": "1", "SWEEP_INTERVAL": "0.2"})
-    with Client(cluster.url) as c, httpx.Client(base_url=cluster.url, timeout=30) as http:
+    with Client(cluster.url) as c, authed_client(base_url=cluster.url, timeout=30) as http:
         c.put("exp/a.txt", b"short-lived")
         c.rm("exp/a.txt")
         for entry in c.trash():  # may already be purged: retention is 1 s

@@ -10,17 +10,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from user_app.client.local_cluster import wait_until
 from tests.utils.data import random_bytes
 from user_app.client import Client
+from tests.utils.auth import http
 
 PENDING_TTL_ENV = {"PENDING_TTL": "2", "SWEEP_INTERVAL": "0.5"}
 
 
 def pending_on_chunk_servers(cluster) -> int:
-    return sum(httpx.get(s.url + "/stats").json()["pending_txns"] for s in cluster.servers)
+    return sum(http.get(s.url + "/stats").json()["pending_txns"] for s in cluster.servers)
 
 
 def pending_on_leader(cluster) -> int:
     """Pending (phase-2, uncommitted) versions in the leader's SQL, from its ``ringfs_versions`` gauge."""
-    for family in text_string_to_metric_families(httpx.get(cluster.leader_url + "/metrics").text):
+    for family in text_string_to_metric_families(http.get(cluster.leader_url + "/metrics").text):
         for sample in family.samples:
             if sample.name == "ringfs_versions" and sample.labels.get("state") == "pending":
                 return int(sample.value)
@@ -37,13 +38,13 @@ def test_crash_after_each_phase_leaves_no_visible_file(make_cluster, open_client
     doomed = cluster.add_user_app(env={"CRASH_AFTER_PHASE": str(phase)})
     data = random_bytes(20_000, seed=phase)
     with pytest.raises(httpx.HTTPError):
-        httpx.put(doomed.url + "/files/partial/file.bin", content=data, timeout=30)
+        http.put(doomed.url + "/files/partial/file.bin", content=data, timeout=30)
     wait_until(lambda: not doomed.alive, 10, what="the crashing user app to exit")
 
     # Nothing of the interrupted write is visible, from any user app.
-    assert httpx.get(cluster.url + "/files/partial/file.bin").status_code == 404
-    assert httpx.get(cluster.url + "/stat/partial/file.bin").status_code == 404
-    assert httpx.get(cluster.url + "/list/partial").status_code == 404
+    assert http.get(cluster.url + "/files/partial/file.bin").status_code == 404
+    assert http.get(cluster.url + "/stat/partial/file.bin").status_code == 404
+    assert http.get(cluster.url + "/list/partial").status_code == 404
     # Other files are still readable, and the cluster still takes writes.
     assert good.get("kept/file.bin") == keep
     assert good.put("after/crash.bin", b"ok")["version"] == 1
@@ -61,7 +62,7 @@ def test_failed_prepare_on_leader_aborts_chunk_data(make_cluster):
     cluster = make_cluster(env={"PENDING_TTL": "600"})
     with Client(cluster.url) as c:
         c.put("x/a.bin", b"v1")
-        r = httpx.put(cluster.url + "/files/x/a.bin", content=random_bytes(10_000, seed=9),
+        r = http.put(cluster.url + "/files/x/a.bin", content=random_bytes(10_000, seed=9),
                       headers={"If-None-Match": "*"})
         assert r.status_code == 412
         assert c.get("x/a.bin") == b"v1"

@@ -10,13 +10,14 @@ import pytest
 
 from tests.utils.data import random_bytes, sha256_hex
 from user_app.client import Client, ClientError
+from tests.utils.auth import ROOT, authed_client, basic_header, http as signed_http
 
 EDGE_SIZES = [0, 1, 1023, 1024, 1025, 3 * 1024 * 1024 + 17]
 
 
 @pytest.fixture(scope="module")
 def http(cluster):
-    with httpx.Client(base_url=cluster.url, timeout=60) as h:
+    with authed_client(base_url=cluster.url, timeout=60) as h:
         yield h
 
 
@@ -157,7 +158,7 @@ def test_cluster_lists_servers_epoch_and_policy(http, cluster):
 
 def test_every_service_answers_healthz(cluster):
     for svc in cluster.services():
-        assert httpx.get(svc.url + "/healthz").status_code == 200
+        assert signed_http.get(svc.url + "/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("bad", [
@@ -174,7 +175,7 @@ def test_bad_paths_are_400_with_json_error(http, bad):
 def test_literal_dot_segments_are_400(cluster, raw):
     """httpx normalises dot segments away, so send the request line as a hostile client would."""
     conn = HTTPConnection("127.0.0.1", cluster.apps[0].port, timeout=10)
-    conn.request("PUT", raw, body=b"x")
+    conn.request("PUT", raw, body=b"x", headers={"Authorization": basic_header(*ROOT)})
     resp = conn.getresponse()
     assert resp.status == 400 and "error" in json.loads(resp.read())
     conn.close()

@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.auth.service_auth import ClusterAuth
 from shared.config import UserAppSettings
 from shared.errors import install_error_handlers
 from shared.http import JSONResponse
 from shared.metrics import install_metrics
+from user_app.admin_routes import router as admin_router
+from user_app.auth.authentication import UserAuthMiddleware
 from user_app.routes import router
 from user_app.services import Services
 
 
-def create_app(settings: UserAppSettings | None = None) -> FastAPI:
-    """Build the user web API. Reads :class:`UserAppSettings` from the environment when not given."""
+def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None = None) -> FastAPI:
+    """Build the user web API. Reads :class:`UserAppSettings` from the environment when not given.
+    Raises :class:`SecretError` without a cluster secret (unless ``INSECURE_NO_AUTH``)."""
     settings = settings or UserAppSettings()
+    auth = auth or ClusterAuth.from_settings(settings, "user app")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.services = Services.create(settings)
+        app.state.services = Services.create(settings, auth)
+        insecure_warning = asyncio.create_task(auth.warn_while_insecure())
         try:
             yield
         finally:
+            insecure_warning.cancel()
             await app.state.services.aclose()
 
     app = FastAPI(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
+    app.add_middleware(UserAuthMiddleware, cluster_auth=auth, keys_of=lambda: app.state.services.keys)
     install_error_handlers(app)
     install_metrics(app, "user_app")
     app.include_router(router)
+    app.include_router(admin_router)
     return app

@@ -34,13 +34,15 @@ import orjson
 from starlette.requests import Request
 
 from shared.bodies import read_body
-from shared.errors import BadRequest, RingFSError
+from shared.errors import BadRequest, Forbidden, RingFSError
 from shared.paths import normalize_path
 from shared.protocol.batches import encode_batch_entry_header, iter_batch_files, parse_paths_body
 from shared.protocol.manifests import Manifest
 from shared.protocol.rules import MAX_BATCH_FILES
 from shared.rpc.leader_client import LeaderClient
 from shared.rpc.ring_cache import Placement, RingCache
+from user_app.auth.audit import audited
+from user_app.auth.principal import Principal
 from user_app.byte_budget import ByteBudget
 from user_app.metrics import BYTES_OUT
 from user_app.reader import ChunkReader
@@ -94,7 +96,7 @@ async def _one_block(data: memoryview) -> AsyncIterator[bytes]:
 
 
 async def write_files(writer: WriteCoordinator, rings: RingCache, limits: MultiFileLimits, body: bytes | bytearray,
-                      *, create_only: bool, chunk_size: int | None) -> list[dict]:
+                      principal: Principal, *, create_only: bool, chunk_size: int | None) -> list[dict]:
     """Write every file of a ``POST /batch/write`` body (``shared.protocol.batches.iter_batch_files``); per file, in
     order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``. Raises
     :class:`BadRequest` (whole request) on broken framing, more than ``MAX_BATCH_FILES`` files or a chunk
@@ -113,8 +115,10 @@ async def write_files(writer: WriteCoordinator, rings: RingCache, limits: MultiF
                 path = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequest("path is not valid UTF-8") from None
-            by_path[normalize_path(path)].append(i)
-        except BadRequest as exc:
+            path = normalize_path(path)
+            principal.check_write(path)  # a forbidden file is answered on its own (403)
+            by_path[path].append(i)
+        except (BadRequest, Forbidden) as exc:
             results[i] = _error(shown, exc)
     gate = asyncio.Semaphore(WRITE_CONCURRENCY)
 
@@ -124,8 +128,10 @@ async def write_files(writer: WriteCoordinator, rings: RingCache, limits: MultiF
             async with gate:
                 held = await limits.write.acquire(len(data))
                 try:
-                    result = await writer.write(path, _one_block(data), chunk_size=chunk_size,
-                                                create_only=create_only, size_hint=len(data))
+                    with audited(principal, "put", path) as details:
+                        result = await writer.write(path, _one_block(data), chunk_size=chunk_size,
+                                                    create_only=create_only, size_hint=len(data))
+                        details["version"] = result.version
                     results[i] = vars(result)
                 except Exception as exc:  # noqa: BLE001 - answered per file
                     results[i] = _error(path, exc)
@@ -161,7 +167,7 @@ def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-async def plan_read(leader: LeaderClient, raw_paths: list[Any]) -> list[_Entry]:
+async def plan_read(leader: LeaderClient, raw_paths: list[Any], principal: Principal) -> list[_Entry]:
     """Validate the paths and resolve them in one leader call; returns the entries with their fetch round
     set (``group``). Raises :class:`Unavailable` when the leader is down (the whole request fails)."""
     entries: list[_Entry] = []
@@ -173,9 +179,11 @@ async def plan_read(leader: LeaderClient, raw_paths: list[Any]) -> list[_Entry]:
         try:
             if not isinstance(raw, str):
                 raise BadRequest(f"path must be a string, got {type(raw).__name__}")
-            names.append(normalize_path(raw))
+            path = normalize_path(raw)
+            principal.check_read(path)  # a forbidden file is answered on its own (403)
+            names.append(path)
             to_look.append(len(entries) - 1)
-        except BadRequest as exc:
+        except (BadRequest, Forbidden) as exc:
             entry.status, entry.error = exc.status, exc.message
     manifests = await leader.rpc_manifests(names)
     group, group_bytes, group_digests = 0, 0, 0

@@ -20,6 +20,7 @@ from typing import AsyncIterator
 from shared.errors import Unavailable
 from shared.protocol.frames import ChunkPresence, iter_frames
 from shared.protocol.manifests import Manifest
+from shared.protocol.rules import chunk_length, expected_chunks
 from shared.ring import EXTRA_READ_CANDIDATES, ServerInfo, ServerState
 from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.leader_client import LeaderClient
@@ -54,8 +55,11 @@ class ChunkReader:
         :class:`Unavailable` when a chunk has no reachable, intact copy."""
         if view.size == 0:
             return
-        end = view.size - 1 if end is None else end
         cs = view.chunk_size
+        n = expected_chunks(view.size, cs)
+        if len(view) != n:
+            raise self._corrupt(view, f"has {len(view)} chunks where {view.size} bytes in {cs}-byte chunks need {n}")
+        end = view.size - 1 if end is None else end
         first, last = start // cs, end // cs
         per_piece = max(1, self.piece_size // cs)
         placement = await self.rings.get()
@@ -73,6 +77,9 @@ class ChunkReader:
                     next_index = stop
                 base, task = window.popleft()
                 datas = await task
+                for i, data in enumerate(datas, start=base):  # each chunk must be as long as the size says
+                    if len(data) != chunk_length(i, view.size, cs):
+                        raise self._corrupt(view, f"chunk {i} is {len(data)} bytes, not {chunk_length(i, view.size, cs)}")
                 # trim the range's first and last chunk, then send the piece as one block: one ASGI
                 # message per piece, not per 1 KB chunk
                 if base + len(datas) - 1 == last:  # the end first: the front offsets stay valid
@@ -85,6 +92,13 @@ class ChunkReader:
         finally:
             for _, task in window:
                 task.cancel()
+
+    @staticmethod
+    def _corrupt(view: Manifest, problem: str) -> Unavailable:
+        """A manifest whose chunks do not add up to its size: logged as corrupt, answered 503 (before the
+        headers) or an aborted stream, never a short 200."""
+        log.error("corrupt manifest: %s version %d %s", view.info.path, view.info.version, problem)
+        return Unavailable(f"{view.info.path} version {view.info.version} is corrupt: its manifest {problem}")
 
     async def fetch(self, placement: Placement, digests: list[bytes], replication: int,
                     cacheable: bool = False) -> list[bytes]:

@@ -1,4 +1,9 @@
-"""The user web API (port 8010): the exact contract of the README's "User API" section."""
+"""The user web API (port 8010): the exact contract of the README's "User API" section.
+
+Every request arrives authenticated (``user_app/auth/authentication.py``); each route checks what its key
+may do with the paths it touches (403 otherwise) before it does anything, and every change is written to
+the audit log (``user_app/auth/audit.py``).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
 from shared.bodies import read_body
-from shared.errors import BadRequest, PayloadTooLarge
+from shared.errors import BadRequest, Forbidden, PayloadTooLarge
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
+from shared.protocol.rules import MAX_VERSION
 from user_app import multi_file
+from user_app.auth.audit import audited
+from user_app.auth.principal import Principal
 from user_app.ranges import parse_range
 from user_app.services import Services
 
@@ -26,6 +34,10 @@ CLUSTER_STATS_TIMEOUT = 2.0  # seconds each chunk server gets to answer GET /clu
 
 def _services(request: Request) -> Services:
     return request.app.state.services
+
+
+def _principal(request: Request) -> Principal:
+    return request.state.principal
 
 
 def _raw_path(request: Request, prefix: str) -> str:
@@ -50,8 +62,8 @@ def _version_param(raw: str | None) -> int | None:
         version = int(raw)
     except ValueError:
         raise BadRequest(f"version must be a positive integer, got {raw!r}") from None
-    if version < 1:
-        raise BadRequest(f"version must be a positive integer, got {raw!r}")
+    if not 1 <= version <= MAX_VERSION:
+        raise BadRequest(f"version must be an integer from 1 to {MAX_VERSION}, got {raw!r}")
     return version
 
 
@@ -74,14 +86,18 @@ async def put_file(path: str, request: Request) -> JSONResponse:
     """Store the raw body as the next version of ``path``. ``If-None-Match: *`` makes it create-only
     (412 if the path exists); ``?chunk_size=`` overrides the cluster chunk size within its bounds."""
     path = _file_path(request, b"/files/")
+    principal = _principal(request)
+    principal.check_write(path)
     inm = request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
         raise BadRequest("only 'If-None-Match: *' is supported on PUT")
     chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
     length = request.headers.get("content-length")
-    result = await _services(request).writer.write(path, request.stream(), chunk_size=chunk_size,
-                                                    create_only=inm is not None,
-                                                    size_hint=int(length) if length and length.isdigit() else None)
+    with audited(principal, "put", path) as details:
+        result = await _services(request).writer.write(path, request.stream(), chunk_size=chunk_size,
+                                                        create_only=inm is not None,
+                                                        size_hint=int(length) if length and length.isdigit() else None)
+        details["version"] = result.version
     return JSONResponse(vars(result), status_code=201)
 
 
@@ -89,6 +105,7 @@ async def put_file(path: str, request: Request) -> JSONResponse:
 async def get_file(path: str, request: Request) -> Response:
     """The bytes of the latest (or ``?version=N``) version, with ``Range`` support."""
     path = _file_path(request, b"/files/")
+    _principal(request).check_read(path)
     reader = _services(request).reader
     view = await reader.open(path, _version_param(request.query_params.get("version")))
     size = view.size
@@ -127,7 +144,10 @@ async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterat
 @router.delete("/files/{path:path}", status_code=204)
 async def delete_file(path: str, request: Request) -> Response:
     path = _file_path(request, b"/files/")
-    await _services(request).leader.rpc_json("DELETE", "/files", params={"path": path})
+    principal = _principal(request)
+    principal.check_write(path)
+    with audited(principal, "delete", path):
+        await _services(request).leader.rpc_json("DELETE", "/files", params={"path": path})
     return Response(status_code=204)
 
 
@@ -156,7 +176,7 @@ async def batch_write(request: Request) -> JSONResponse:
     held = await limits.body.acquire(announced)  # bounds the batch bodies held at once
     try:
         body = await read_body(request, multi_file.MAX_WRITE_BODY)
-        results = await multi_file.write_files(services.writer, services.rings, limits, body,
+        results = await multi_file.write_files(services.writer, services.rings, limits, body, _principal(request),
                                                create_only=create_only, chunk_size=chunk_size)
     finally:
         limits.body.release(held)
@@ -170,7 +190,8 @@ async def batch_read(request: Request) -> Response:
     the content with 200, else a JSON ``{"error"}`` with the status GET would answer (400, 404), or 413 for a
     file over 4 MiB (stream it with GET)."""
     services = _services(request)
-    entries = await multi_file.plan_read(services.leader, await multi_file.parse_read_request(request))
+    entries = await multi_file.plan_read(services.leader, await multi_file.parse_read_request(request),
+                                         _principal(request))
     return StreamingResponse(multi_file.stream_read(services.reader, services.rings, services.limits, entries),
                              media_type="application/octet-stream")
 
@@ -184,12 +205,15 @@ def _stat_body(info: VersionInfo) -> dict[str, Any]:
 @router.get("/stat/{path:path}")
 async def stat(path: str, request: Request) -> dict:
     version = _version_param(request.query_params.get("version"))
-    return _stat_body(await _services(request).leader.rpc_stat(_file_path(request, b"/stat/"), version))
+    path = _file_path(request, b"/stat/")
+    _principal(request).check_read(path)
+    return _stat_body(await _services(request).leader.rpc_stat(path, version))
 
 
 @router.get("/versions/{path:path}")
 async def versions(path: str, request: Request) -> dict:
     path = _file_path(request, b"/versions/")
+    _principal(request).check_read(path)
     return {"path": path, "versions": [_stat_body(v) for v in await _services(request).leader.rpc_versions(path)]}
 
 
@@ -197,22 +221,34 @@ async def versions(path: str, request: Request) -> dict:
 @router.get("/list/{folder:path}")
 async def list_folder(request: Request, folder: str = "", recursive: bool = False) -> dict:
     """Direct children (files and sub-folders) of ``folder``; every file below it with ``recursive``."""
-    folder = _raw_path(request, b"/list/") if request.url.path.startswith("/list/") else ""
-    params = {"folder": normalize_folder(folder), "recursive": str(recursive).lower()}
+    folder = normalize_folder(_raw_path(request, b"/list/") if request.url.path.startswith("/list/") else "")
+    principal = _principal(request)
+    if not principal.reads_anything_under(folder):
+        raise Forbidden(f"access key {principal.access_key} may not read anything in {folder or 'the root'!r}")
+    params: dict[str, Any] = {"folder": folder, "recursive": str(recursive).lower()}
+    if "" not in principal.read_prefixes:  # the leader lists only what the key may read
+        params["readable"] = list(principal.read_prefixes)
     return await _services(request).leader.rpc_json("GET", "/list", params=params)
 
 
 @router.post("/rename")
 async def rename(body: RenameRequest, request: Request) -> dict:
-    payload = {"src": normalize_path(body.src), "dst": normalize_path(body.dst)}
-    return await _services(request).leader.rpc_json("POST", "/rename", json=payload)
+    payload = {"src": normalize_path(body.src.rstrip("/")), "dst": normalize_path(body.dst.rstrip("/"))}
+    principal = _principal(request)
+    for side in (payload["src"], payload["dst"]):  # a folder moves with everything below it
+        if not principal.may_write_tree(side):
+            raise Forbidden(f"access key {principal.access_key} may not write {side!r} and everything below it")
+    with audited(principal, "rename", f"{payload['src']} -> {payload['dst']}"):
+        return await _services(request).leader.rpc_json("POST", "/rename", json=payload)
 
 
 @router.get("/locations/{path:path}")
 async def locations(path: str, request: Request) -> dict:
     """For each chunk index: its hash and the advertise URLs of the servers that hold it (asked live)."""
     services = _services(request)
-    view = await services.reader.open(_file_path(request, b"/locations/"), _version_param(request.query_params.get("version")))
+    path = _file_path(request, b"/locations/")
+    _principal(request).check_read(path)
+    view = await services.reader.open(path, _version_param(request.query_params.get("version")))
     digests = view.digest_list()
     placement = await services.rings.get()
     holders = await services.reader.locate(placement, digests, view.info.replication)
@@ -224,6 +260,7 @@ async def locations(path: str, request: Request) -> dict:
 async def cluster(request: Request) -> dict:
     """Every chunk server with its advertise URL, state, virtual nodes, and (asked live, 2 s timeout;
     null when it does not answer) committed chunks, bytes and disk bytes; the ring epoch; the policy."""
+    _principal(request).check_admin()
     services = _services(request)
     ring = await services.leader.rpc_ring()
     shares: dict[str, int] = {}
@@ -250,17 +287,26 @@ async def cluster(request: Request) -> dict:
 async def undelete(body: PathRequest, request: Request) -> dict:
     """Restore the most recent delete of ``path`` from the trash; the restored file's stat. 404 when
     nothing of it is in the trash, 409 when the path exists again."""
-    return _stat_body(await _services(request).leader.rpc_undelete(normalize_path(body.path)))
+    path = normalize_path(body.path)
+    principal = _principal(request)
+    principal.check_write(path)
+    with audited(principal, "undelete", path):
+        return _stat_body(await _services(request).leader.rpc_undelete(path))
 
 
 @router.get("/trash")
 async def trash(request: Request) -> dict:
     """Deleted paths still restorable: ``{"entries": [{"path","size","versions","deleted_at","expires_at"}]}``."""
-    return await _services(request).leader.rpc_json("GET", "/trash")
+    principal = _principal(request)
+    body = await _services(request).leader.rpc_json("GET", "/trash")
+    if not principal.admin:  # the whole trash is an admin's; a key sees what it may read
+        body["entries"] = [e for e in body["entries"] if principal.may_read(e["path"])]
+    return body
 
 
 @router.get("/fsck")
 async def fsck(request: Request) -> dict:
     """The leader's replication report of every live and trashed file (docs/failure-handling.md). Bounded
     by ``REQUEST_TIMEOUT`` like every leader call; on a very large cluster ask the leader directly."""
+    _principal(request).check_admin()
     return await _services(request).leader.rpc_json("GET", "/fsck")

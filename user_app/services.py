@@ -1,15 +1,18 @@
 """The per-process singletons every request of a user app shares: one RPC transport and its clients, one
-ring cache, the coalesced phase calls, one writer, one reader and the multi-file budgets."""
+ring cache, the coalesced phase calls, one writer, one reader, the multi-file budgets and the verified
+access keys."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.auth.service_auth import ClusterAuth, client_ssl_context
 from shared.config import UserAppSettings
 from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.leader_client import LeaderClient
 from shared.rpc.ring_cache import RingCache
 from shared.rpc.transport import Transport
+from user_app.auth.key_cache import KeyCache
 from user_app.chunk_cache import ChunkCache
 from user_app.multi_file import MultiFileLimits
 from user_app.phases import PhaseCalls
@@ -29,10 +32,11 @@ class Services:
     writer: WriteCoordinator
     reader: ChunkReader
     limits: MultiFileLimits
+    keys: KeyCache
 
     @classmethod
-    def create(cls, settings: UserAppSettings) -> "Services":
-        transport = Transport(settings.request_timeout)
+    def create(cls, settings: UserAppSettings, auth: ClusterAuth) -> "Services":
+        transport = Transport(settings.request_timeout, auth.signer, client_ssl_context(settings))
         chunks = ChunkClient(transport)
         leader = LeaderClient(transport, settings.leader_url)
         rings = RingCache(leader, settings.ring_ttl)
@@ -44,6 +48,7 @@ class Services:
             reader=ChunkReader(chunks, leader, rings, settings.piece_size, settings.pieces_in_flight,
                                ChunkCache(settings.chunk_cache_bytes), settings.chunk_cache_max_file),
             limits=MultiFileLimits(),
+            keys=KeyCache(leader, settings.key_cache_ttl),
         )
 
     async def aclose(self) -> None:

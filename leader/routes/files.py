@@ -14,14 +14,14 @@ from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
 from shared.protocol.manifests import encode_manifest_error, encode_manifests
 from shared.protocol.models import RenameRequest
-from shared.protocol.rules import OCTET_STREAM
+from shared.protocol.rules import MAX_VERSION, OCTET_STREAM
 
 router = APIRouter()
 
 
 @router.get("/manifest")
 async def handle_manifest(request: Request, path: str = Query(),
-                          version: int | None = Query(default=None, ge=1)) -> Response:
+                          version: int | None = Query(default=None, ge=1, le=MAX_VERSION)) -> Response:
     """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py), from the manifest
     cache when it holds the version (leader/manifest_cache.py). The store is taken from ``request``
     rather than a sync dependency, which FastAPI would run in a worker thread."""
@@ -41,7 +41,7 @@ async def handle_manifests(request: Request) -> Response:
     the misses are looked up together (``lookups.lookup_many``)."""
     paths, doc = parse_paths_body(await read_body(request, MAX_MANIFESTS_BODY))
     version = doc.get("version")
-    if version is not None and (type(version) is not int or version < 1):
+    if version is not None and (type(version) is not int or not 1 <= version <= MAX_VERSION):
         raise BadRequest(f"version must be a positive integer or null, got {version!r}")
     normalized: list[str | RingFSError] = []
     for raw in paths:
@@ -65,7 +65,7 @@ async def handle_manifests(request: Request) -> Response:
 
 @router.get("/stat")
 async def handle_stat(request: Request, path: str = Query(),
-                      version: int | None = Query(default=None, ge=1)) -> JSONResponse:
+                      version: int | None = Query(default=None, ge=1, le=MAX_VERSION)) -> JSONResponse:
     entry = await lookups.lookup(request.app.state.store, normalize_path(path), version)
     return JSONResponse(entry.info.model_dump())
 
@@ -79,9 +79,12 @@ async def handle_versions(path: str = Query(), store: Store = Depends(get_store)
 
 @router.get("/list")
 async def handle_list(folder: str = Query(default=""), recursive: bool = Query(default=False),
+                      readable: list[str] | None = Query(default=None, max_length=256),
                       store: Store = Depends(get_store)) -> JSONResponse:
+    """``readable``: the path prefixes the asking key may read (repeated); absent, everything counts."""
     folder = normalize_folder(folder)
-    return JSONResponse({"folder": folder, "entries": await namespace.list_folder(store, folder, recursive)})
+    entries = await namespace.list_folder(store, folder, recursive, readable)
+    return JSONResponse({"folder": folder, "entries": entries})
 
 
 @router.post("/rename")

@@ -135,3 +135,26 @@ def iter_txn_sections(body: bytes | memoryview) -> Iterator[tuple[str, memoryvie
             raise BadRequest(f"truncated section of txn {raw.decode()}: {length} bytes announced, {end - pos} left")
         yield raw.decode("ascii"), mv[pos : pos + length]
         pos += length
+
+
+# ---------------------------------------------------------------- proofs of possession
+# ``POST /chunks/prove``: body ``nonce (32 bytes) | packed digests``; answer 32 bytes per digest, the
+# proof that the server holds the chunk's bytes, or ``NO_PROOF`` (docs/failure-handling.md, "Handoff").
+# Only a server that holds the bytes can compute SHA-256(nonce | data) for a nonce it has never seen; the
+# asker checks it against its own intact copy, so a bare claim ("exists") never passes.
+NONCE_SIZE = 32
+NO_PROOF = bytes(DIGEST_SIZE)
+
+
+def possession_proof(nonce: bytes, data: bytes | memoryview) -> bytes:
+    """SHA-256 of ``nonce`` followed by the chunk's bytes (32 bytes)."""
+    h = hashlib.sha256(nonce)
+    h.update(data)
+    return h.digest()
+
+
+def split_prove_body(body: bytes) -> tuple[bytes, list[bytes]]:
+    """``(nonce, digests)`` of a ``/chunks/prove`` body. Raises :class:`BadRequest` when malformed."""
+    if len(body) < NONCE_SIZE:
+        raise BadRequest(f"a prove body starts with a {NONCE_SIZE}-byte nonce")
+    return body[:NONCE_SIZE], unpack_digests(body[NONCE_SIZE:])

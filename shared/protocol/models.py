@@ -8,7 +8,7 @@ parse it into a :class:`shared.ring.Ring`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,29 +28,35 @@ class _Wire(BaseModel):
 
 
 class ServerRegistration(_Wire):
-    """Chunk server → leader on start (and again whenever it stops receiving health checks)."""
+    """Chunk server → leader on start (and again whenever it stops receiving health checks). ``proof``:
+    the server's key proving its id when it has one (``shared/auth/server_identity.py``)."""
 
     server_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     advertise_url: str = Field(min_length=1, max_length=512, pattern=r"^https?://")
     capacity_bytes: int = Field(ge=0, le=2**63 - 1)
+    proof: str | None = Field(default=None, max_length=128)
 
 
 class RegistrationResult(_Wire):
-    """Leader → chunk server after registration."""
+    """Leader → chunk server after registration. ``server_key`` (hex) only when the leader issued the
+    server its key, at its first registration."""
 
     server_id: str
     epoch: int
     health_check_interval: float
+    server_key: str | None = None
 
 
 class RingServer(_Wire):
-    """One chunk server in ``GET /ring`` and ``GET /cluster``."""
+    """One chunk server in ``GET /ring`` and ``GET /cluster``; ``joined_at`` is when it last joined the
+    ring (UNIX seconds)."""
 
     server_id: str
     url: str
     state: str
     missed_checks: int = 0
     capacity_bytes: int = 0
+    joined_at: float | None = None
 
 
 class RingView(_Wire):
@@ -153,6 +159,44 @@ class PathRequest(_Wire):
     """A body naming one path (``POST /undelete``)."""
 
     path: str
+
+
+# ---------------------------------------------------------------- access keys (README "Security")
+
+ACCESS_KEY_PATTERN = r"^[A-Za-z0-9]{16,128}$"  # generated ones are 20 characters, as S3's
+
+
+class Grant(_Wire):
+    """Access to every path that starts with ``prefix`` (a plain string prefix, as S3 policies and Garage
+    grants have it: end a folder with ``/``). ``write`` includes ``read``."""
+
+    prefix: str = Field(max_length=1024)
+    access: Literal["read", "write"]
+
+
+class NewAccessKey(_Wire):
+    """``POST /admin/keys`` (user app) and ``POST /keys`` (leader): a key to create."""
+
+    name: str = Field(min_length=1, max_length=128)
+    grants: list[Grant] = Field(default_factory=list, max_length=256)
+    admin: bool = False
+
+
+class AccessKeyInfo(_Wire):
+    """A key as ``GET /admin/keys`` lists it: everything but the secret."""
+
+    access_key: str
+    name: str
+    grants: list[Grant]
+    admin: bool
+    created_at: float
+
+
+class AccessKeySecret(AccessKeyInfo):
+    """A key with its secret: answered once to the admin who creates it, and to cluster members that
+    verify requests signed with it (Basic, SigV4)."""
+
+    secret_key: str
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

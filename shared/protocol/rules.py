@@ -27,6 +27,22 @@ def validate_txn_id(txn_id: object) -> str:
     return txn_id
 
 
+def expected_chunks(size: int, chunk_size: int) -> int:
+    """Chunks of a ``size``-byte file cut into ``chunk_size``-byte chunks (0 for an empty file): every
+    chunk is ``chunk_size`` bytes but the last, which holds the rest."""
+    return -(-size // chunk_size)  # integer ceil: exact for any size
+
+
+def chunk_length(index: int, size: int, chunk_size: int) -> int:
+    """The length in bytes chunk ``index`` of such a file must have."""
+    return min(chunk_size, size - index * chunk_size)
+
+
+# Largest version number: the leader's SQL column is a signed 32-bit INTEGER (two billion versions of one
+# file). A ``?version=`` above it is a 400, never an overflow deep in SQL.
+MAX_VERSION = 2**31 - 1
+
+
 # ---------------------------------------------------------------- batch bounds
 # Transactions in one batch request: leader ``/txns/batch`` and ``/txns/batch-commit``, chunk server
 # ``/chunks/commit`` and ``/chunks/abort`` from a user app. Bounded so one request stays small (a 512-txn

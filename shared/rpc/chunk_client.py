@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from shared.errors import RingFSError, UpstreamError, error_for_status
-from shared.protocol.frames import encode_txn_sections, iter_frames, pack_digests, sha256
+from shared.protocol.frames import DIGEST_SIZE, encode_txn_sections, iter_frames, pack_digests, sha256
 from shared.protocol.models import PrepareResult
 from shared.protocol.rules import HEALTH_CHECK_HEADER, JSON, OCTET_STREAM
 from shared.rpc.transport import RpcResponse, Transport, parsed
@@ -82,6 +82,14 @@ class ChunkClient:
             raise UpstreamError(f"{peer} answered {len(resp.body)} presence bytes for {len(digests)} digests")
         return resp.body
 
+    async def rpc_prove(self, url: str, nonce: bytes, digests: list[bytes]) -> list[bytes]:
+        """The server's proof of possession for each digest (32 bytes each, ``NO_PROOF`` where it holds
+        none), to check against ``possession_proof(nonce, own copy)``."""
+        resp, peer = await self._post(url, "/chunks/prove", nonce + pack_digests(digests))
+        if len(resp.body) != DIGEST_SIZE * len(digests):
+            raise UpstreamError(f"{peer} answered {len(resp.body)} proof bytes for {len(digests)} digests")
+        return [resp.body[i : i + DIGEST_SIZE] for i in range(0, len(resp.body), DIGEST_SIZE)]
+
     # ------------------------------------------------------------ repair
 
     async def rpc_replicate(self, url: str, frames: bytes | memoryview) -> int:
@@ -104,10 +112,10 @@ class ChunkClient:
         resp = await self.transport.call("GET", url + "/stats", peer=peer, timeout=timeout)
         return parsed(resp, peer, "stats", lambda r: dict(r.json()))
 
-    async def rpc_healthz(self, url: str, timeout: float) -> dict[str, Any]:
-        """The leader's health check (``GET /healthz`` with ``X-RingFS-Health-Check``): the server's
-        answer, ``{"status","server_id"}``."""
+    async def rpc_healthz(self, url: str, timeout: float, challenge: str) -> dict[str, Any]:
+        """The leader's health check (``GET /healthz`` with ``X-RingFS-Health-Check: <challenge>``): the
+        server's answer, ``{"status","server_id","proof"}`` (``shared/auth/server_identity.py``)."""
         peer = f"chunk server {url}"
         resp = await self.transport.call("GET", url + "/healthz", peer=peer, timeout=timeout,
-                                         headers={HEALTH_CHECK_HEADER: "leader"})
+                                         headers={HEALTH_CHECK_HEADER: challenge})
         return parsed(resp, peer, "healthz", lambda r: dict(r.json()))

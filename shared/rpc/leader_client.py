@@ -8,6 +8,7 @@ raises; a malformed answer is an :class:`UpstreamError`.
 from __future__ import annotations
 
 from typing import Any, Callable
+from urllib.parse import quote
 
 import orjson
 
@@ -16,7 +17,8 @@ from shared.protocol.batches import encode_version_sections
 from shared.protocol.frames import pack_digests, unpack_digests
 from shared.protocol.manifests import Manifest, decode_manifest, decode_manifests
 from shared.protocol.models import (
-    BatchError, PreparedVersion, RegistrationResult, RingView, ServerRegistration, VersionInfo, VersionPrepare,
+    AccessKeyInfo, AccessKeySecret, BatchError, NewAccessKey, PreparedVersion, RegistrationResult, RingView,
+    ServerRegistration, VersionInfo, VersionPrepare,
 )
 from shared.protocol.rules import JSON, OCTET_STREAM, RING_EPOCH_HEADER
 from shared.rpc.transport import RpcResponse, Transport, parsed
@@ -144,6 +146,25 @@ class LeaderClient:
         resp = await self.call(method, path, params=params, body=body, content_type=JSON if body else None,
                                timeout=timeout)
         return self._parsed(resp, path, lambda r: r.json())
+
+    # ------------------------------------------------------------ access keys
+
+    async def rpc_key(self, access_key: str) -> AccessKeySecret:
+        """``GET /keys/{access_key}``: the key with its secret (to check a request signed with it).
+        Raises :class:`NotFound` for an unknown key."""
+        resp = await self.call("GET", f"/keys/{quote(access_key, safe='')}")
+        return self._parsed(resp, "key", lambda r: AccessKeySecret.model_validate_json(r.body))
+
+    async def rpc_keys(self) -> list[AccessKeyInfo]:
+        resp = await self.call("GET", "/keys")
+        return self._parsed(resp, "keys", lambda r: [AccessKeyInfo.model_validate(k) for k in r.json()["keys"]])
+
+    async def rpc_create_key(self, new: NewAccessKey) -> AccessKeySecret:
+        resp = await self.call("POST", "/keys", body=new.model_dump_json().encode(), content_type=JSON)
+        return self._parsed(resp, "key", lambda r: AccessKeySecret.model_validate_json(r.body))
+
+    async def rpc_delete_key(self, access_key: str) -> None:
+        await self.call("DELETE", f"/keys/{quote(access_key, safe='')}")
 
     # ------------------------------------------------------------ garbage collection
 

@@ -11,11 +11,14 @@ b'hello'
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import IO, Any, Iterator
 from urllib.parse import quote
 
 import httpx
+
+from user_app.client import credentials as creds_lookup
 
 DEFAULT_URL = "http://127.0.0.1:8010"
 STREAM_BLOCK = 1024 * 1024  # bytes per read when streaming a local file up or a download down
@@ -31,7 +34,7 @@ class ClientError(Exception):
         self.message = message
 
 
-def _check(resp: httpx.Response) -> httpx.Response:
+def _check(resp: httpx.Response, has_credentials: bool = True) -> httpx.Response:
     if resp.status_code >= 400:
         if resp.is_stream_consumed is False:
             resp.read()
@@ -39,8 +42,23 @@ def _check(resp: httpx.Response) -> httpx.Response:
             message = resp.json().get("error", resp.text)
         except ValueError:
             message = resp.text or resp.reason_phrase
+        if resp.status_code == 401 and not has_credentials:
+            message = f"no RingFS credentials found: {creds_lookup.WHERE}"
         raise ClientError(resp.status_code, message)
     return resp
+
+
+def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
+def default_ca_file() -> str | None:
+    """``RINGFS_CA_FILE``, else the private CA of a ``ringfs up --tls`` in ``./ringfs-data``, if any."""
+    env = os.environ.get("RINGFS_CA_FILE")
+    if env:
+        return env
+    local = creds_lookup.DEFAULT_DATA_DIR / "tls" / "ca.pem"
+    return str(local) if local.exists() else None
 
 
 def _file_blocks(f: IO[bytes], progress=None) -> Iterator[bytes]:
@@ -51,11 +69,22 @@ def _file_blocks(f: IO[bytes], progress=None) -> Iterator[bytes]:
 
 
 class Client:
-    """Talks to one user app over a keep-alive connection pool; safe to share between threads."""
+    """Talks to one user app over a keep-alive connection pool; safe to share between threads.
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0) -> None:
+    Credentials: ``access_key`` / ``secret_key``, else ``RINGFS_ACCESS_KEY`` / ``RINGFS_SECRET_KEY``, else
+    the ``credentials`` file (default ``./ringfs-data/credentials``; ``user_app/client/credentials.py``),
+    sent as HTTP Basic. ``ca_file``: a private CA to trust for ``https://`` (default ``RINGFS_CA_FILE``,
+    else ``./ringfs-data/tls/ca.pem`` when it exists)."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 120.0, *, access_key: str | None = None,
+                 secret_key: str | None = None, credentials: str | os.PathLike | None = None,
+                 ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
+        found = creds_lookup.resolve(access_key, secret_key, credentials)
+        self.access_key = found.access_key if found else None
         self.http = httpx.Client(base_url=self.url, timeout=timeout,
+                                 auth=httpx.BasicAuth(found.access_key, found.secret_key) if found else None,
+                                 verify=_verify(ca_file or default_ca_file()),
                                  limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
 
     def close(self) -> None:
@@ -69,7 +98,7 @@ class Client:
 
     def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         try:
-            return _check(self.http.request(method, url, **kw))
+            return _check(self.http.request(method, url, **kw), self.access_key is not None)
         except httpx.HTTPError as exc:
             raise ClientError(0, f"cannot reach RingFS at {self.url}: {exc}") from exc
 
@@ -108,7 +137,7 @@ class Client:
         params = {"version": version} if version else None
         try:
             with self.http.stream("GET", f"/files/{self._q(path)}", params=params) as resp:
-                _check(resp)
+                _check(resp, self.access_key is not None)
                 yield from resp.iter_bytes(STREAM_BLOCK)
         except httpx.HTTPError as exc:
             raise ClientError(0, f"download of {path} failed: {exc}") from exc
@@ -184,6 +213,20 @@ class Client:
 
     def cluster(self) -> dict:
         return self._request("GET", "/cluster").json()
+
+    # ------------------------------------------------------------ access keys (admin keys only)
+
+    def create_key(self, name: str, grants: list[dict], admin: bool = False) -> dict:
+        """A new key: ``{"access_key","secret_key","name","grants","admin","created_at"}``, the only time
+        its secret is shown. ``grants``: ``[{"prefix","access": "read"|"write"}]``."""
+        return self._request("POST", "/admin/keys", json={"name": name, "grants": grants, "admin": admin}).json()
+
+    def keys(self) -> list[dict]:
+        """Every key, without secrets."""
+        return self._request("GET", "/admin/keys").json()["keys"]
+
+    def delete_key(self, access_key: str) -> None:
+        self._request("DELETE", f"/admin/keys/{quote(access_key, safe='')}")
 
     # ------------------------------------------------------------ trash and integrity
 

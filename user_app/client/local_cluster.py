@@ -2,7 +2,9 @@
 
 Used by ``ringfs up``, the test fixtures and the benchmark, so all three run the same thing: a leader,
 N chunk servers and M user apps, each a separate ``python -m <service>`` process on 127.0.0.1, each
-waited for until ``GET /healthz`` answers 200. ``ManagedProcess`` (start with a log file, wait until ready,
+waited for until ``GET /healthz`` answers 200. On its first start in a data dir the cluster makes its own
+cluster secret and root access key there (``cluster_secret``, ``credentials``, mode 0600;
+``user_app/client/credentials.py``) and hands them to its services. ``ManagedProcess`` (start with a log file, wait until ready,
 stop) is the process wrapper behind ``Service``, shared with the benchmark's SeaweedFS services.
 """
 
@@ -12,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from shared.auth.cluster_secret import new_secret_hex
+from shared.auth.key_material import new_access_key, new_secret_key
+from user_app.client.cluster_http import ClusterSigner
+from user_app.client.tls_setup import ensure_local_tls
+from user_app.client.credentials import (
+    CREDENTIALS_FILE, SECRET_FILE, Credentials, read_credentials, write_credentials, write_private,
+)
 
 READY_TIMEOUT = 30.0  # seconds a service gets to answer /healthz after start
 
@@ -70,12 +81,17 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
-def http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    """Whether ``GET url`` answers 200 within a second (False on any HTTP or connection error)."""
+def http_ok(url: str, headers: dict[str, str] | None = None, ca_file: Path | None = None) -> bool:
+    """Whether ``GET url`` answers 200 within a second (False on any HTTP or connection error); ``ca_file``
+    is the CA to trust for ``https://``."""
     try:
-        return httpx.get(url, timeout=1.0, headers=headers).status_code == 200
+        return httpx.get(url, timeout=1.0, headers=headers, verify=tls_verify(ca_file)).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
 
 
 class ManagedProcess:
@@ -193,14 +209,20 @@ class Service(ManagedProcess):
     log_path: Path
     proc: subprocess.Popen | None = None
 
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.env.get("TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
     def command(self) -> list[str]:
         return [sys.executable, "-m", self.kind]
 
     def environment(self) -> dict[str, str]:
-        return {**self.env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        return {"HOST": "127.0.0.1", **self.env, "PORT": str(self.port)}
 
     def is_ready(self) -> bool:
-        return http_ok(self.url + "/healthz")
+        ca = self.env.get("TLS_CA_FILE")
+        return http_ok(self.url + "/healthz", ca_file=Path(ca) if ca else None)
 
 
 @dataclass
@@ -219,6 +241,9 @@ class LocalCluster:
     leader_port: int = 0
     user_app_port: int = 0
     chunk_server_base_port: int = 0
+    host: str = "127.0.0.1"
+    tls: bool = False  # a private CA and certificates in data_dir/tls, every service on https
+    new_root: bool = False  # set by start() when it made the root key (the only time to show its secret)
     leader: Service | None = None
     servers: list[Service] = field(default_factory=list)
     apps: list[Service] = field(default_factory=list)
@@ -233,11 +258,59 @@ class LocalCluster:
         """The first user app's URL: where clients talk."""
         return self.apps[0].url
 
+    @property
+    def insecure(self) -> bool:
+        return self.env.get("INSECURE_NO_AUTH", "").lower() in ("1", "true", "yes")
+
+    @property
+    def secret_file(self) -> Path:
+        return Path(self.data_dir).resolve() / SECRET_FILE
+
+    @property
+    def credentials_file(self) -> Path:
+        return Path(self.data_dir).resolve() / CREDENTIALS_FILE
+
+    def ensure_identity(self) -> Credentials | None:
+        """The cluster secret and the root key of this data dir, made on first start (``env`` may give
+        them instead: ``CLUSTER_SECRET``, ``ROOT_ACCESS_KEY``/``ROOT_SECRET_KEY``). None when insecure."""
+        if self.insecure:
+            return None
+        if "CLUSTER_SECRET" not in self.env and not self.secret_file.exists():
+            write_private(self.secret_file, new_secret_hex() + "\n")
+        if "ROOT_ACCESS_KEY" in self.env:
+            return Credentials(self.env["ROOT_ACCESS_KEY"], self.env["ROOT_SECRET_KEY"])
+        creds = read_credentials(self.credentials_file)
+        if creds is None:
+            creds = Credentials(new_access_key(), new_secret_key())
+            write_credentials(self.credentials_file, creds)
+            self.new_root = True
+        return creds
+
+    @property
+    def cluster_secret(self) -> str:
+        """The cluster secret (hex) its services share."""
+        return self.env.get("CLUSTER_SECRET") or self.secret_file.read_text().strip()
+
+    def signer(self) -> ClusterSigner | None:
+        """An httpx ``Auth`` signing requests to the leader and chunk servers (None when insecure)."""
+        return None if self.insecure else ClusterSigner(self.cluster_secret)
+
     def start(self) -> "LocalCluster":
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.root = self.ensure_identity()
         env = {"REPLICATION_FACTOR": str(self.replication), **self.env}
+        if self.root is not None and "CLUSTER_SECRET" not in self.env:
+            env["CLUSTER_SECRET_FILE"] = str(self.secret_file)
+        if self.host != "127.0.0.1":
+            env["HOST"] = self.host
+        if self.tls:
+            files = ensure_local_tls(self.data_dir, [self.host])
+            env.update(TLS_CERT_FILE=str(files.cert), TLS_KEY_FILE=str(files.key), TLS_CA_FILE=str(files.ca))
+        self.env = env
         leader_env = {**env, "DATA_DIR": str(self.data_dir / "leader")}
+        if self.root is not None:
+            leader_env.update(ROOT_ACCESS_KEY=self.root.access_key, ROOT_SECRET_KEY=self.root.secret_key)
         if self.database_url:
             leader_env["DATABASE_URL"] = self.database_url
         self.leader = Service("leader", "leader", self.leader_port or free_port(), leader_env,
@@ -255,8 +328,9 @@ class LocalCluster:
         overrides its settings (e.g. an ``ADVERTISE_URL`` behind a proxy); ``port`` picks its port."""
         i = len(self.servers) + 1
         port = port or (self.chunk_server_base_port + i - 1 if self.chunk_server_base_port else free_port())
+        scheme = "https" if self.tls else "http"
         svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
-                   "ADVERTISE_URL": f"http://127.0.0.1:{port}", **(env or {})}
+                   "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}", **(env or {})}
         svc = Service("chunk_server", f"chunk_server_{i}", port, svc_env,
                       self.data_dir / "logs" / f"chunk_server_{i}.log").start()
         self.servers.append(svc)
@@ -272,8 +346,14 @@ class LocalCluster:
         self.apps.append(svc)
         return svc
 
+    @property
+    def ca_file(self) -> Path | None:
+        """The private CA's certificate when the cluster runs TLS."""
+        ca = self.env.get("TLS_CA_FILE")
+        return Path(ca) if ca else None
+
     def ring(self) -> dict:
-        return httpx.get(self.leader_url + "/ring", timeout=5).json()
+        return httpx.get(self.leader_url + "/ring", timeout=5, auth=self.signer(), verify=tls_verify(self.ca_file)).json()
 
     def wait_registered(self, count: int, timeout: float = READY_TIMEOUT) -> None:
         """Wait until ``count`` chunk servers are healthy on the leader's ring."""

@@ -81,11 +81,12 @@ def write_atomic(local: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def run_units(plan: Plan, url: str, jobs: int, on_result: Callable[[UnitResult], None]) -> UnitResult:
-    """Run the plan's units on ``jobs`` threads sharing one client; ``on_result`` sees each unit's result as
-    it finishes. Returns the totals."""
+def run_units(plan: Plan, make_client: Callable[[], Client], jobs: int,
+              on_result: Callable[[UnitResult], None]) -> UnitResult:
+    """Run the plan's units on ``jobs`` threads sharing one client (``make_client()``); ``on_result`` sees
+    each unit's result as it finishes. Returns the totals."""
     total = UnitResult()
-    with Client(url) as client, ThreadPoolExecutor(max_workers=jobs) as pool:
+    with make_client() as client, ThreadPoolExecutor(max_workers=jobs) as pool:
         for fut in as_completed([pool.submit(unit, client) for unit in plan.units]):
             result = fut.result()
             total.files += result.files
