@@ -19,6 +19,8 @@ def start_cluster(data_dir: Path, env: dict[str, str]) -> LocalCluster:
     except BaseException:
         cluster.stop()
         raise
+    if cluster.root is not None:  # the workloads' clients (Conn, the CLI) authenticate with the root key
+        os.environ["RINGFS_ACCESS_KEY"], os.environ["RINGFS_SECRET_KEY"] = cluster.root.access_key, cluster.root.secret_key
     return cluster
 
 

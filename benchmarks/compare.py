@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -85,6 +86,8 @@ def _start(system: str, data_dir: Path):
         return start_cluster(data_dir, {}), w.FUNCS
     if system == "seaweedfs":
         from benchmarks import seaweedfs as sw
+        for var in ("RINGFS_ACCESS_KEY", "RINGFS_SECRET_KEY"):  # RingFS's root key means nothing to SeaweedFS
+            os.environ.pop(var, None)
         return sw.WeedCluster(data_dir).start(), {**w.FUNCS, "large_write": (weed_large_write, w.large_read)}
     raise ValueError(system)
 

@@ -1,12 +1,17 @@
 """A minimal keep-alive HTTP client on ``http.client`` so the benchmark client is never the bottleneck.
 
-One :class:`Conn` is one TCP connection; every response is read fully before the next request.
+One :class:`Conn` is one TCP connection; every response is read fully before the next request. It sends
+the access key of ``RINGFS_ACCESS_KEY`` / ``RINGFS_SECRET_KEY`` as HTTP Basic when they are set (the
+benchmark sets them to its cluster's root key, ``benchmarks/cluster.py``), so auth is counted in every
+figure; SeaweedFS runs without them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
+import os
 from typing import Iterable
 from urllib.parse import quote, urlsplit
 
@@ -27,6 +32,9 @@ class Conn:
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
         self.reconnects = 0
+        key, secret = os.environ.get("RINGFS_ACCESS_KEY"), os.environ.get("RINGFS_SECRET_KEY")
+        self.auth = {"Authorization": "Basic " + base64.b64encode(f"{key}:{secret}".encode()).decode()} \
+            if key and secret else {}
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.conn is None:
@@ -54,7 +62,7 @@ class Conn:
         fresh connection when the server had closed an idle keep-alive connection (bytes bodies only)."""
         try:
             conn = self._connect()
-            conn.request(method, url, body=body, headers=headers or {})
+            conn.request(method, url, body=body, headers={**self.auth, **(headers or {})})
             return conn.getresponse()
         except _RETRYABLE:
             self.close()
@@ -62,7 +70,7 @@ class Conn:
                 raise
             self.reconnects += 1
             conn = self._connect()
-            conn.request(method, url, body=body, headers=headers or {})
+            conn.request(method, url, body=body, headers={**self.auth, **(headers or {})})
             return conn.getresponse()
 
     def put(self, path: str, data: bytes, query: str = "") -> bytes:

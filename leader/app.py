@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from shared.http import JSONResponse
 
+from leader import servers_store
 from leader.access_keys import AccessKeys
 from leader.membership import Membership
 from leader.routes import files, fsck, gc, health, keys, servers, trash, txns
@@ -118,6 +119,9 @@ async def _bootstrap_keys(access_keys: AccessKeys, settings: LeaderSettings, aut
     """The root key from ``ROOT_ACCESS_KEY`` / ``ROOT_SECRET_KEY``; after a cluster-secret rotation
     (``CLUSTER_SECRET_PREVIOUS`` set), every stored secret sealed again under the new secret."""
     if auth.secret is not None and auth.secret.previous is not None:
-        log.info("cluster secret rotation: %d access keys sealed under the new secret", await access_keys.reseal())
+        async with access_keys.store.write() as session:
+            servers = await servers_store.reseal_server_keys(session, access_keys.sealer.reseal)
+        log.info("cluster secret rotation: %d access keys and %d server keys sealed under the new secret",
+                 await access_keys.reseal(), servers)
     if settings.root_access_key and settings.root_secret_key:
         await access_keys.ensure_root(settings.root_access_key, settings.root_secret_key.get_secret_value())

@@ -53,3 +53,11 @@ async def snapshot(session: AsyncSession) -> tuple[int, list[ChunkServer], list[
 async def servers_by_id(session: AsyncSession, ids: list[str]) -> dict[str, ChunkServer]:
     q = select(ChunkServer).where(ChunkServer.server_id.in_(ids)).with_for_update()
     return {s.server_id: s for s in (await session.execute(q)).scalars()}
+
+
+async def reseal_server_keys(session: AsyncSession, reseal) -> int:
+    """Seal every chunk server's key again with ``reseal`` (after a cluster-secret rotation); how many."""
+    rows = [r for r in (await session.execute(select(ChunkServer))).scalars() if r.key_sealed is not None]
+    for row in rows:
+        row.key_sealed = reseal(row.key_sealed)
+    return len(rows)

@@ -279,3 +279,46 @@ def test_insecure_no_auth_starts_and_warns_loudly(tmp_path):
         wait_until(lambda: "INSECURE_NO_AUTH=true" in svc.log_path.read_text(), 10, what="the warning")
     finally:
         svc.stop()
+
+
+def test_cluster_secret_rotation_keeps_keys_servers_and_data(make_cluster, open_client):
+    """README "Key rotation": every service restarted with the new secret and the old one as
+    CLUSTER_SECRET_PREVIOUS, then with the new one alone. Access keys, the chunk servers' own keys and
+    every file survive both steps."""
+    cluster = make_cluster(chunk_servers=3)
+    client = open_client(cluster.url)
+    client.put("rotation/a.txt", b"before the rotation")
+    key = client.create_key("reader", [{"prefix": "rotation/", "access": "read"}])
+    new_secret = "9e" * 32
+
+    def restart_all(**env: str) -> None:
+        for svc in cluster.services():
+            svc.stop()
+        for svc in [cluster.leader, *cluster.servers, *cluster.apps]:
+            svc.env.update(env)
+            svc.start()
+
+    restart_all(CLUSTER_SECRET=new_secret, CLUSTER_SECRET_PREVIOUS=CLUSTER_SECRET)
+    restart_all(CLUSTER_SECRET=new_secret, CLUSTER_SECRET_PREVIOUS="")
+    new = TestAuth(basic=None)
+    new_key = SigningKey.for_purpose(parse_secret(new_secret, "new"), PURPOSE)
+    ring = httpx.get(cluster.leader_url + "/ring", headers={HEADER: sign(new_key, "GET", "/ring")}).json()
+    wait_until(lambda: all(s["state"] == "healthy" for s in httpx.get(
+        cluster.leader_url + "/ring", headers={HEADER: sign(new_key, "GET", "/ring")}).json()["servers"]), 20,
+        what="every chunk server to pass its checks with its resealed key")
+    assert len(ring["servers"]) == 3
+    # the old secret no longer opens anything
+    assert httpx.get(cluster.leader_url + "/ring", auth=new).status_code == 401
+    with Client(cluster.url, access_key=key["access_key"], secret_key=key["secret_key"]) as reader:
+        assert reader.get("rotation/a.txt") == b"before the rotation"
+    assert client.put("rotation/b.txt", b"after")["version"] == 1 and client.get("rotation/b.txt") == b"after"
+
+
+@pytest.mark.parametrize("url", ["http://:x", "https://a\\b", "http://u:p@h:1", "http://h:1/?q", "http://h:99999",
+                                 "http://ünï:1", "ftp://h", "http://h:1/a b", "http://h:1#f"])
+def test_a_registration_whose_address_cannot_be_called_is_refused(cluster, url):
+    """Found by schemathesis: a member registered as ``http://:x`` once made every upload, health check and
+    fsck of the cluster fail with a 500."""
+    r = http.post(cluster.leader_url + "/servers", json={"server_id": "bad-url", "advertise_url": url, "capacity_bytes": 1})
+    assert r.status_code == 400 and "advertise_url" in r.json()["error"], (url, r.text)
+    assert http.get(cluster.leader_url + "/fsck").status_code == 200

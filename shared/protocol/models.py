@@ -8,14 +8,44 @@ parse it into a :class:`shared.ring.Ring`.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.protocol.rules import TXN_ID_PATTERN
 
 # Most copies a version may ask for (matches REPLICATION_FACTOR's bound in shared/config.py).
 MAX_REPLICATION = 16
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")  # "_": Docker service names
+_URL_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*/?$")
+
+
+def check_peer_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port][/path]`` with an ASCII host name or an IP address and
+    nothing else (no user info, query, fragment or odd characters); raises ``ValueError`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"advertise_url is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("advertise_url must be http:// or https:// with a host")
+    if parts.username is not None or parts.query or parts.fragment or "\\" in url or not url.isascii():
+        raise ValueError("advertise_url must have no user info, query, fragment, backslash or non-ASCII character")
+    host = parts.hostname
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise ValueError(f"advertise_url has an invalid host name {host!r}") from None
+    if port == 0 or not _URL_PATH.match(parts.path):
+        raise ValueError("advertise_url has an invalid port or path")
+    return url
 
 
 class _Wire(BaseModel):
@@ -29,12 +59,19 @@ class _Wire(BaseModel):
 
 class ServerRegistration(_Wire):
     """Chunk server → leader on start (and again whenever it stops receiving health checks). ``proof``:
-    the server's key proving its id when it has one (``shared/auth/server_identity.py``)."""
+    the server's key proving its id when it has one (``shared/auth/server_identity.py``).
+    ``advertise_url`` is ``http(s)://host[:port][/path]``: an ASCII host name or an IP address, no user
+    info, query or fragment, so that every peer can call it."""
 
     server_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    advertise_url: str = Field(min_length=1, max_length=512, pattern=r"^https?://")
+    advertise_url: str = Field(min_length=1, max_length=512)
     capacity_bytes: int = Field(ge=0, le=2**63 - 1)
     proof: str | None = Field(default=None, max_length=128)
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _callable_url(cls, url: str) -> str:
+        return check_peer_url(url)
 
 
 class RegistrationResult(_Wire):

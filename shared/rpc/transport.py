@@ -124,7 +124,11 @@ class Transport:
         ``timeout`` seconds, or the :mod:`shared.errors` class of the status the peer answered."""
         if params:
             url = f"{url}?{urlencode(params, doseq=True)}"
-        target = URL(url, encoded=True)
+        try:
+            target = URL(url, encoded=True)
+            target.port  # noqa: B018 - a port that is not a number raises here, not deep in aiohttp
+        except ValueError as exc:
+            raise Unavailable(f"{peer} has an address that cannot be called ({exc})") from None
         sent = self.request_headers(method, target.raw_path_qs, content_type)
         if headers:
             sent.update(headers)
@@ -135,7 +139,7 @@ class Transport:
             async with self._http().request(method, target, data=body, headers=sent, **kw) as resp:
                 data = await resp.read()
                 status, answer_headers = resp.status, resp.headers
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise Unavailable(f"{peer} unreachable: {type(exc).__name__}") from exc
         if status >= 400:
             raise error_for_status(status, peer_message(data, status), peer)
