@@ -11,9 +11,10 @@ import psutil
 from user_app.client.local_cluster import LocalCluster, Service
 
 
-def start_cluster(data_dir: Path, env: dict[str, str]) -> LocalCluster:
-    """Leader + 3 chunk servers + 1 user app, replication 3, SQLite, data on disk under ``data_dir``."""
-    cluster = LocalCluster(data_dir=data_dir, chunk_servers=3, user_apps=1, replication=3, env=env)
+def start_cluster(data_dir: Path, env: dict[str, str], chunk_servers: int = 3) -> LocalCluster:
+    """Leader + ``chunk_servers`` chunk servers + 1 user app, replication 3, SQLite, data on disk under
+    ``data_dir``."""
+    cluster = LocalCluster(data_dir=data_dir, chunk_servers=chunk_servers, user_apps=1, replication=3, env=env)
     try:
         cluster.start()
     except BaseException:

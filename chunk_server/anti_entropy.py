@@ -20,7 +20,7 @@ from chunk_server.pacing import TokenBucket
 from chunk_server.store import ChunkStore
 from shared.errors import RingFSError
 from shared.protocol.frames import ChunkPresence, encode_frames
-from shared.ring import Ring
+from shared.ring import Ring, ServerState
 from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.ring_cache import RingCache
 
@@ -65,13 +65,12 @@ class AntiEntropy:
 
     async def _rest(self) -> None:
         """Pause ``interval`` seconds after a full pass, or less: a ring epoch change (a server joined or
-        was removed) starts the next pass at once."""
-        placement = self.rings.current
-        epoch = placement.epoch if placement is not None else None
+        was removed) or a change of which servers are healthy (one came back, so copies written while it
+        was down can be made now) starts the next pass at once."""
+        before = _shape(self.rings.current)
         deadline = time.monotonic() + self.interval
         while (now := time.monotonic()) < deadline:
-            placement = self.rings.current
-            if placement is not None and placement.epoch != epoch:
+            if _shape(self.rings.current) != before:
                 return
             await asyncio.sleep(min(1.0, deadline - now))
 
@@ -158,3 +157,11 @@ class AntiEntropy:
         candidates = {d: pref for d, pref in misplaced.items()
                       if all(d in confirmed[s.server_id] for s in pref)}
         return pushed, await self.handoff.drop_proven(candidates)
+
+
+def _shape(placement) -> tuple[int, frozenset[str]] | None:
+    """What a pass depends on: the ring epoch and the healthy members."""
+    if placement is None:
+        return None
+    healthy = frozenset(sid for sid, s in placement.ring.servers.items() if s.state == ServerState.HEALTHY)
+    return placement.epoch, healthy

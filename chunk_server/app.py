@@ -19,12 +19,13 @@ from chunk_server.gc import GarbageCollector, schedule_gc
 from chunk_server.handoff import Handoff
 from chunk_server.metrics import refresh_from
 from chunk_server.registration import Registration
-from chunk_server.routes import router
+from chunk_server.routes import BODY_LIMITS, router
 from chunk_server.scrub import Scrubber
 from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
 from shared.auth.middleware import ClusterAuthMiddleware
 from shared.auth.service_auth import ClusterAuth, client_ssl_context
+from shared.bodies import BodyLimitMiddleware
 from shared.config import ChunkServerSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
@@ -74,8 +75,10 @@ def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -
             store.close()
 
     app = FastAPI(title="RingFS chunk server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.body_idle_timeout = settings.body_idle_timeout
     app.state.auth = auth
     app.add_middleware(ClusterAuthMiddleware, auth=auth)
+    app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS)
     install_error_handlers(app)
     install_metrics(app, "chunk_server", refresh_from(app))
     app.include_router(router)

@@ -19,7 +19,7 @@ from chunk_server.store import ChunkStore
 from shared.auth.middleware import request_target
 from shared.auth.rpc_signing import HEADER as CLUSTER_AUTH_HEADER
 from shared.auth.server_identity import health_proof
-from shared.bodies import read_body
+from shared.bodies import BodyLimit, read_body
 from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError, Unauthorized
 from shared.protocol.frames import (
     DIGEST_SIZE, NO_PROOF, NONCE_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest,
@@ -35,8 +35,10 @@ MAX_PREPARE_BODY = 256 * 1024 * 1024
 # Batches above this are hashed in a worker thread so the event loop keeps serving (hashlib releases the
 # GIL for large buffers); below it the thread hop costs more than the hashing.
 HASH_IN_THREAD_BYTES = 256 * 1024
+DIGESTS_BODY = MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE  # bytes of a read / exists / verify / prove body
 
 router = APIRouter()
+
 TxnId = Annotated[str, Field(pattern=TXN_ID_PATTERN)]
 
 
@@ -60,7 +62,7 @@ def binary(content: bytes) -> Response:
 
 async def read_digests(request: Request) -> list[bytes]:
     """Packed digests of a read / exists request; 400 when malformed, 413 beyond ``MAX_DIGESTS_PER_REQUEST``."""
-    return unpack_digests(await read_body(request, MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE))
+    return unpack_digests(await read_body(request, DIGESTS_BODY))
 
 
 def decode_verified(body: bytes, max_chunk_size: int) -> list[tuple[bytes, memoryview]]:
@@ -184,7 +186,7 @@ async def handle_prove(request: Request) -> Response:
     """Proofs of possession: body ``nonce (32 bytes) | packed digests``; answer 32 bytes per digest,
     ``SHA-256(nonce | data)`` of the committed copy, or 32 zero bytes where none is held
     (``shared.protocol.frames.possession_proof``)."""
-    nonce, digests = split_prove_body(await read_body(request, NONCE_SIZE + MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE))
+    nonce, digests = split_prove_body(await read_body(request, NONCE_SIZE + DIGESTS_BODY))
     datas = await _store(request).read_many(digests)
     return binary(b"".join(NO_PROOF if data is None else possession_proof(nonce, data) for data in datas))
 
@@ -235,3 +237,14 @@ async def handle_stats(request: Request) -> dict:
             **{k: meta.get(k, 0) for k in STATS_COUNTERS},
             "anti_entropy": await request.app.state.anti_entropy.progress()}
 
+
+# Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).
+BODY_LIMITS = (
+    BodyLimit("POST", "/chunks/prepare", MAX_PREPARE_BODY),
+    BodyLimit("POST", "/chunks/prepare-many", MAX_PREPARE_BODY),
+    BodyLimit("POST", "/chunks/read", DIGESTS_BODY),
+    BodyLimit("POST", "/chunks/prove", NONCE_SIZE + DIGESTS_BODY),
+    BodyLimit("POST", "/chunks/exists", DIGESTS_BODY),
+    BodyLimit("POST", "/chunks/replicate", MAX_PREPARE_BODY),
+    BodyLimit("POST", "/chunks/verify", DIGESTS_BODY),
+)

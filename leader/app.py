@@ -24,6 +24,7 @@ from leader.membership import Membership
 from leader.routes import files, fsck, gc, health, keys, servers, trash, txns
 from leader.store import Store
 from leader.sweeper import purge_trash_once, sweep_once
+from shared.bodies import BodyLimitMiddleware
 from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
@@ -105,9 +106,11 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> Fas
 
     app = FastAPI(title="RingFS leader", lifespan=lifespan, default_response_class=JSONResponse)
     app.state.settings = settings
+    app.state.body_idle_timeout = settings.body_idle_timeout
     app.state.membership = None
     app.add_middleware(EpochHeaderMiddleware, membership_of=lambda: app.state.membership)
     app.add_middleware(ClusterAuthMiddleware, auth=auth)
+    app.add_middleware(BodyLimitMiddleware, limits=txns.BODY_LIMITS + files.BODY_LIMITS + gc.BODY_LIMITS)
     install_error_handlers(app)
     install_metrics(app, "leader", refresh_from(app))
     for module in (health, servers, txns, files, trash, gc, fsck, keys):

@@ -73,7 +73,8 @@ class Membership:
                                    capacity_bytes=x.capacity_bytes, joined_at=x.joined_at) for x in servers]
         if self.sealer is not None:
             self._server_keys = {x.server_id: self.sealer.open(x.key_sealed) for x in servers if x.key_sealed}
-        view = RingView(epoch=epoch, replication_factor=s.replication_factor, chunk_size=s.chunk_size,
+        view = RingView(epoch=epoch, replication_factor=s.replication_factor,
+                        min_write_replicas=s.min_write_replicas, chunk_size=s.chunk_size,
                         min_chunk_size=s.min_chunk_size, max_chunk_size=s.max_chunk_size,
                         servers=ring_servers, vnodes=vnodes)
         doc = view.model_dump()

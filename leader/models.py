@@ -113,6 +113,9 @@ class FileVersion(Base):
     state: Mapped[str] = mapped_column(String(16))
     txn_id: Mapped[str] = mapped_column(String(64), unique=True)
     create_only: Mapped[bool] = mapped_column(Boolean)
+    # A conditional write's If-Match (RFC 9110 §13.1.1), checked at commit: "*" or comma-separated
+    # SHA-256s (shared.protocol.rules.if_match_allows); NULL for an unconditional write.
+    if_match: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     committed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,8 +1,10 @@
 """The namespace over file versions: folder listings, rename and delete.
 
-Folders are implied by file paths (GFS §2.3's flat namespace with full path names). Everything under a
-folder is found by a range on ``path`` (``path >= 'a/b/' AND path < 'a/b0'``, ``'0'`` being the
-character after ``'/'``), which a plain btree serves in SQLite and PostgreSQL alike; no ``LIKE``.
+Folders are implied by file paths (GFS §2.3's flat namespace with full path names), and a name is never
+a live file and a folder at once (``shared/paths.py``; commits enforce it in ``leader/txns.py``, renames
+here). Everything under a folder is found by a range on ``path`` (``path >= 'a/b/' AND path < 'a/b0'``,
+``'0'`` being the character after ``'/'``), which a plain btree serves in SQLite and PostgreSQL alike; no
+``LIKE``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leader.models import FileVersion as FV
 from leader.store import WRITE_RETRIES, Store
-from leader.version_sql import COMMITTED, DELETED
+from leader.txns import if_match_failed, is_a_file
+from leader.version_sql import COMMITTED, DELETED, LIVE_SHA, LOCK_PATH
 from shared.errors import BadRequest, Conflict, NotFound
+from shared.paths import ancestors_of
+from shared.protocol.rules import if_match_allows
 
 
 def under(prefix_folder: str):
@@ -82,7 +87,8 @@ async def rename(store: Store, src: str, dst: str) -> int:
     Every committed version moves with its content; tombstones and pending versions stay. When ``dst``
     has old rows (tombstones), the moved versions are renumbered above them so ``(path, version)`` stays
     unique. Raises :class:`BadRequest` (same path, folder into itself), :class:`NotFound` (no live
-    ``src``), :class:`Conflict` (a live file at or under ``dst``, or a concurrent writer kept winning).
+    ``src``), :class:`Conflict` (a live file at or under ``dst``, a live file above ``dst``, or a
+    concurrent writer kept winning).
     """
     if src == dst:
         raise BadRequest("src and dst are the same path")
@@ -118,7 +124,12 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
     occupied = (await session.execute(
         select(FV.path).where(FV.state == COMMITTED, (FV.path == dst) | under(dst)).limit(1))).first()
     if occupied is not None:
-        raise Conflict(f"destination {dst!r} exists")
+        kind = "" if occupied.path == dst else ": it is a folder"
+        raise Conflict(f"destination {dst!r} exists{kind}")
+    file_above = (await session.execute(
+        select(FV.path).where(FV.state == COMMITTED, FV.path.in_(ancestors_of(dst))).limit(1))).first()
+    if file_above is not None:  # (never one of the moving files: dst is not below src)
+        raise is_a_file(file_above.path, dst)
 
     dst_cond = FV.path == dst if is_file else under(dst)
     tops = {row.path: row.top for row in (await session.execute(
@@ -129,12 +140,22 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
     return len(target)
 
 
-async def delete_file(store: Store, path: str) -> int:
+async def delete_file(store: Store, path: str, if_match: str | None = None) -> int:
     """Tombstone every committed version of ``path`` (state ``deleted``, ``deleted_at`` now); return how
-    many. Chunk garbage collection is separate. Raises :class:`NotFound`."""
+    many. Chunk garbage collection is separate.
+
+    ``if_match`` (``"*"`` or comma-separated SHA-256s, RFC 9110 §13.1.1) is checked against the live
+    version in the same transaction, the path's rows locked first (as a conditional commit locks them).
+    Raises :class:`PreconditionFailed` (412) when it does not match (or nothing is live), else
+    :class:`NotFound` (404) when nothing is live."""
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the delete ended
     try:
         async with store.write() as session:
+            if if_match is not None:
+                await session.execute(LOCK_PATH, {"path": path})
+                current = (await session.execute(LIVE_SHA, {"path": path, "row_id": -1})).scalar()
+                if not if_match_allows(if_match, current):
+                    raise if_match_failed(path, current)
             result = await session.execute(
                 update(FV).where(FV.path == path, FV.state == COMMITTED)
                 .values(state=DELETED, deleted_at=time.time()).execution_options(synchronize_session=False))

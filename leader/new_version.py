@@ -11,7 +11,6 @@ then :func:`new_version`), so a section is answered exactly as its single reques
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from shared.config import LeaderSettings
@@ -19,16 +18,15 @@ from shared.errors import BadRequest
 from shared.paths import normalize_path
 from shared.protocol.frames import DIGEST_SIZE
 from shared.protocol.models import VersionPrepare
-from shared.protocol.rules import expected_chunks
-
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+from shared.protocol.rules import SHA256_RE, expected_chunks
 
 
 @dataclass(frozen=True, slots=True)
 class NewVersion:
     """A validated prepare: the version's metadata (sizes in bytes, ``path`` normalized, ``chunk_size``
     and ``replication`` resolved against the cluster's defaults) and ``digests``, its chunks' packed
-    32-byte SHA-256 digests in file order."""
+    32-byte SHA-256 digests in file order. ``if_match``: None, ``"*"`` or comma-separated SHA-256s
+    (``shared.protocol.rules.if_match_allows``), checked at prepare and again at commit."""
 
     txn_id: str
     path: str
@@ -38,6 +36,7 @@ class NewVersion:
     replication: int
     create_only: bool
     digests: bytes
+    if_match: str | None = None
 
     @property
     def chunk_count(self) -> int:
@@ -49,12 +48,17 @@ def chunk_size_of(prepare: VersionPrepare, settings: LeaderSettings) -> int:
     return settings.chunk_size if prepare.chunk_size is None else prepare.chunk_size
 
 
+def digest_length(prepare: VersionPrepare, settings: LeaderSettings) -> int:
+    """Bytes of packed digests ``prepare``'s file needs: 32 per chunk."""
+    return DIGEST_SIZE * expected_chunks(prepare.size, chunk_size_of(prepare, settings))
+
+
 def check_digest_length(prepare: VersionPrepare, length: int, settings: LeaderSettings) -> None:
     """Raise :class:`BadRequest` unless a digest body of ``length`` bytes holds exactly one 32-byte digest
     per chunk of ``prepare``'s file. ``POST /txns`` runs it on the announced ``Content-Length`` before
     reading the body."""
     chunk_size = chunk_size_of(prepare, settings)
-    want = DIGEST_SIZE * expected_chunks(prepare.size, chunk_size)
+    want = digest_length(prepare, settings)
     if length != want:
         raise BadRequest(f"digest body is {length} bytes; size {prepare.size} in {chunk_size}-byte chunks "
                          f"needs {want} bytes")
@@ -68,11 +72,11 @@ def new_version(prepare: VersionPrepare, digests: bytes, settings: LeaderSetting
     chunk_size = chunk_size_of(prepare, settings)
     if not (settings.min_chunk_size <= chunk_size <= settings.max_chunk_size):
         raise BadRequest(f"chunk_size {chunk_size} is outside [{settings.min_chunk_size}, {settings.max_chunk_size}]")
-    if not SHA256_RE.match(prepare.sha256):
+    if not SHA256_RE.fullmatch(prepare.sha256):
         raise BadRequest(f"sha256 must be 64 lowercase hex characters, got {prepare.sha256[:80]!r}")
     check_digest_length(prepare, len(digests), settings)
     return NewVersion(
         txn_id=prepare.txn_id, path=path, size=prepare.size, sha256=prepare.sha256, chunk_size=chunk_size,
         replication=settings.replication_factor if prepare.replication is None else prepare.replication,
-        create_only=prepare.create_only, digests=digests,
+        create_only=prepare.create_only, digests=digests, if_match=prepare.if_match,
     )

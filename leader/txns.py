@@ -13,6 +13,11 @@ One code path for one transaction and many: :func:`prepare_many` and :func:`comm
 implementation (``POST /txns/batch`` and ``/txns/batch-commit``, which user apps use to coalesce
 concurrent uploads); :func:`prepare` and :func:`commit` are one-item batches that raise their item's
 error. A batch answers, per transaction, exactly what its single call answers.
+
+A commit also enforces, in its own transaction, the rules that depend on the other versions of the
+namespace: a create-only write needs no live version of its path, a conditional write (``if_match``, RFC
+9110 §13.1.1) one that matches, and no name may be a live file and a folder at once (``shared/paths.py``).
+A prepare checks the same rules against what is committed, to fail before the upload is committed.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from leader import version_sql as sql
 from leader.new_version import NewVersion
 from leader.store import WRITE_RETRIES, Store
 from shared.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, RingFSError, Unavailable
+from shared.paths import ancestors_of
 from shared.protocol.models import PreparedVersion, VersionInfo
-from shared.protocol.rules import validate_txn_id
+from shared.protocol.rules import if_match_allows, validate_txn_id
 
 # Seconds an expired transaction id is remembered after the sweep dropped its pending version: one day,
 # far longer than any client waits between its prepare and its commit, so a late commit answers 410;
@@ -56,8 +62,10 @@ async def prepare(store: Store, nv: NewVersion) -> PreparedVersion:
     """Record ``nv`` as a pending version with the next version number of its path.
 
     Raises :class:`Conflict` (409) when the transaction id was used before (by a version or by a
-    transaction that expired), :class:`PreconditionFailed` (412) for a create-only write when the path
-    has a live version, :class:`Unavailable` (503) after ``WRITE_RETRIES`` lost races."""
+    transaction that expired) or the path would be a file and a folder (a live file is below it or
+    above it), :class:`PreconditionFailed` (412) for a create-only write when the path has a live
+    version or a conditional one (``if_match``) when its live version does not match, and
+    :class:`Unavailable` (503) after ``WRITE_RETRIES`` lost races."""
     return _one((await prepare_many(store, [nv]))[0])
 
 
@@ -69,8 +77,8 @@ async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[PreparedVers
     """:func:`prepare` of each of ``nvs`` (validated, distinct transaction ids): per item, in order, its
     :class:`PreparedVersion` or the error its single prepare raises.
 
-    All go in one transaction (one live-version query when some are create-only, then one
-    ``INSERT ... SELECT`` per :data:`version_sql.ROWS_PER_INSERT` versions); versions of one path get
+    All go in one transaction (the checks of :func:`_refusals`, then one ``INSERT ... SELECT`` per
+    :data:`version_sql.ROWS_PER_INSERT` versions); versions of one path get
     consecutive numbers in batch order. If that transaction loses a unique-constraint race (a concurrent
     writer took a version number, or a transaction id was used before) or meets an expired transaction
     id, it rolls back; a batch then goes one by one, in order, each item as a one-item batch, which
@@ -81,14 +89,11 @@ async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[PreparedVers
         outcomes: list[PreparedVersion | RingFSError | None] = [None] * len(nvs)
         try:
             async with store.write_conn() as conn:
-                create_only_paths = sorted({nv.path for nv in nvs if nv.create_only})
-                live = set()
-                if create_only_paths:
-                    live = set((await conn.execute(sql.LIVE_PATHS, {"paths": create_only_paths})).scalars())
+                refused = await _refusals(conn, nvs)
                 todo: list[int] = []
                 for i, nv in enumerate(nvs):
-                    if nv.create_only and nv.path in live:
-                        outcomes[i] = PreconditionFailed(f"{nv.path!r} already exists (create-only write)")
+                    if i in refused:
+                        outcomes[i] = refused[i]
                     else:
                         todo.append(i)
                 now = time.time()
@@ -115,6 +120,53 @@ async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[PreparedVers
     return [Unavailable(f"could not assign a version to {nvs[0].path!r}: too many concurrent writers")]
 
 
+async def _refusals(conn: AsyncConnection, nvs: list[NewVersion]) -> dict[int, RingFSError]:
+    """``{index: error}`` for those of ``nvs`` whose prepare is refused against what is committed now:
+    a live file above the path or below it (409), a create-only write of a live path or a conditional
+    one whose ``if_match`` fails (412). One statement per check that applies."""
+    paths = sorted({nv.path for nv in nvs})
+    above = sorted({a for p in paths for a in ancestors_of(p)})
+    files = set((await conn.execute(sql.LIVE_PATHS, {"paths": above})).scalars()) if above else set()
+    folders: set[str] = set()
+    for start in range(0, len(paths), sql.ROWS_PER_INSERT):
+        group = paths[start : start + sql.ROWS_PER_INSERT]
+        binds = {f"asked_{i}": p for i, p in enumerate(group)}
+        folders.update((await conn.execute(sql.folders_among(len(group)), binds)).scalars())
+    create_only = sorted({nv.path for nv in nvs if nv.create_only})
+    live = set((await conn.execute(sql.LIVE_PATHS, {"paths": create_only})).scalars()) if create_only else set()
+    conditional = sorted({nv.path for nv in nvs if nv.if_match is not None})
+    current = dict((await conn.execute(sql.LATEST_SHAS, {"paths": conditional})).tuples().all()) if conditional else {}
+    refused: dict[int, RingFSError] = {}
+    for i, nv in enumerate(nvs):
+        file_above = next((a for a in ancestors_of(nv.path) if a in files), None)
+        if file_above is not None:
+            refused[i] = is_a_file(file_above, nv.path)
+        elif nv.path in folders:
+            refused[i] = is_a_folder(nv.path)
+        elif nv.create_only and nv.path in live:
+            refused[i] = PreconditionFailed(f"{nv.path!r} already exists (create-only write)")
+        elif not if_match_allows(nv.if_match, current.get(nv.path)):
+            refused[i] = if_match_failed(nv.path, current.get(nv.path))
+    return refused
+
+
+def is_a_file(file: str, path: str) -> Conflict:
+    """409: ``path`` cannot be written, a live file ``file`` is above it."""
+    return Conflict(f"{file!r} is a file, so {path!r} cannot be written below it")
+
+
+def is_a_folder(path: str) -> Conflict:
+    """409: ``path`` cannot be written as a file, live files are below it."""
+    return Conflict(f"{path!r} is a folder (it holds files), so it cannot be written as a file")
+
+
+def if_match_failed(path: str, current: str | None) -> PreconditionFailed:
+    """412: a conditional write's (or delete's) ``If-Match`` does not match ``path``'s live version."""
+    if current is None:
+        return PreconditionFailed(f"If-Match failed: {path!r} has no live version")
+    return PreconditionFailed(f'If-Match failed: the live version of {path!r} has ETag "{current}"')
+
+
 def _insert_params(group: list[NewVersion], now: float) -> dict:
     """The binds of ``version_sql.insert_pending(len(group))``."""
     params: dict = {}
@@ -125,7 +177,7 @@ def _insert_params(group: list[NewVersion], now: float) -> dict:
             f"path_{i}": nv.path, f"size_{i}": nv.size, f"sha256_{i}": nv.sha256, f"chunk_size_{i}": nv.chunk_size,
             f"replication_{i}": nv.replication, f"chunk_count_{i}": nv.chunk_count,
             f"chunk_digests_{i}": nv.digests, f"txn_id_{i}": nv.txn_id, f"create_only_{i}": nv.create_only,
-            f"created_at_{i}": now, f"ordinal_{i}": ordinal,
+            f"if_match_{i}": nv.if_match, f"created_at_{i}": now, f"ordinal_{i}": ordinal,
         })
     return params
 
@@ -148,10 +200,10 @@ async def commit_many(store: Store, txn_ids: list[str]) -> list[VersionInfo | Ri
     """:func:`commit` of each of ``txn_ids`` (distinct): per transaction, in order, its
     :class:`VersionInfo` or the error its single commit raises.
 
-    Every pending plain write commits in one ``UPDATE ... RETURNING``; its paths are marked busy in the
-    manifest cache before the transaction commits and invalidated after it ended
-    (``leader/manifest_cache.py``). The rest (create-only, already committed, unknown, expired) take the
-    careful path one by one."""
+    Every pending plain write (neither create-only nor conditional) commits in one transaction
+    (:func:`_commit_plain`); its paths are marked busy in the manifest cache before the transaction
+    commits and invalidated after it ended (``leader/manifest_cache.py``). The rest (create-only,
+    conditional, already committed, unknown, expired) take the careful path one by one."""
     outcomes: dict[str, VersionInfo | RingFSError] = {}
     valid: list[str] = []
     for txn_id in txn_ids:
@@ -170,28 +222,63 @@ async def commit_many(store: Store, txn_ids: list[str]) -> list[VersionInfo | Ri
     return [outcomes[txn_id] for txn_id in txn_ids]
 
 
-async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionInfo]:
-    """The pending plain writes among ``txn_ids``, committed in one statement: ``{txn_id: info}``."""
+async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionInfo | RingFSError]:
+    """The pending plain writes among ``txn_ids``, committed in one transaction: ``{txn_id: info}``, or
+    :class:`Conflict` for a write that would make a name a file and a folder (its version is dropped).
+
+    Four statements: the writes' rows, their lock with every row a file-or-folder decision depends on
+    (``version_sql.LOCK_RELATED``), the commit of those with no live file below them, and the drop of
+    the refused ones. Among the batch, a write conflicting with an earlier one of the batch is refused."""
     cache = store.cache
-    committed: dict[str, VersionInfo] = {}
+    outcomes: dict[str, VersionInfo | RingFSError] = {}
     busy: list[str] = []
     try:
         async with store.write_conn() as conn:
-            for row in await conn.execute(*sql.commit_plain(txn_ids, time.time())):
-                cache.begin_write(row.path)
-                busy.append(row.path)
-                committed[row.txn_id] = sql.version_info(row)
+            order = {t: i for i, t in enumerate(txn_ids)}
+            own = sorted((await conn.execute(sql.PLAIN_PENDING, {"ts": txn_ids})).all(), key=lambda r: order[r.txn_id])
+            if not own:
+                return {}
+            above = sorted({a for r in own for a in ancestors_of(r.path)})
+            locked = {r.id: r for r in await conn.execute(
+                sql.LOCK_RELATED, {"ids": [r.id for r in own], "paths": [], "ancestors": above})}
+            files = {r.path for r in locked.values() if r.state == sql.COMMITTED}
+            ok, refused = [], {}
+            claimed: set[str] = set()  # files this batch commits, and the folders above them
+            claimed_folders: set[str] = set()
+            for r in own:
+                if r.id not in locked or locked[r.id].state != sql.PENDING:
+                    continue  # swept or committed meanwhile: the careful path answers it
+                file_above = next((a for a in ancestors_of(r.path) if a in files or a in claimed), None)
+                if file_above is not None:
+                    refused[r.id] = (r.txn_id, is_a_file(file_above, r.path))
+                elif r.path in claimed_folders:
+                    refused[r.id] = (r.txn_id, is_a_folder(r.path))
+                else:
+                    ok.append(r)
+                    claimed.add(r.path)
+                    claimed_folders.update(ancestors_of(r.path))
+            if ok:
+                for row in await conn.execute(sql.COMMIT_IDS, {"ids": [r.id for r in ok], "now": time.time()}):
+                    cache.begin_write(row.path)
+                    busy.append(row.path)
+                    outcomes[row.txn_id] = sql.version_info(row)
+            for r in ok:
+                if r.txn_id not in outcomes:  # a live file below it
+                    refused[r.id] = (r.txn_id, is_a_folder(r.path))
+            if refused:
+                await conn.execute(sql.DELETE_IDS, {"ids": list(refused)})
     finally:
         for path in busy:
             cache.end_write(path)
-    return committed
+    outcomes.update(refused.values())
+    return outcomes
 
 
 async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
-    """:func:`commit` of a create-only, already committed, unknown or expired transaction."""
+    """:func:`commit` of a create-only, conditional, already committed, unknown or expired transaction."""
     cache = store.cache
     path = None
-    lost_race = False
+    refusal: RingFSError | None = None
     try:
         async with store.write_conn() as conn:
             head = (await conn.execute(sql.TXN_HEAD, {"t": txn_id})).first()
@@ -199,27 +286,50 @@ async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
                 raise await _missing(conn, txn_id)
             path = head.path
             cache.begin_write(path)
-            if head.create_only and head.state == sql.PENDING:
-                # Lock every row of the path in id order, so concurrent create-only commits of one path
-                # serialize on PostgreSQL (READ COMMITTED re-reads the winner's committed row); on SQLite
-                # the store's write lock already serializes them.
-                await conn.execute(sql.LOCK_PATH, {"path": path})
+            locked = []
+            if head.state == sql.PENDING:
+                # Lock every row of the path and those the file-or-folder rule depends on, in id order, so
+                # concurrent conditional commits of one path serialize on PostgreSQL (READ COMMITTED
+                # re-reads the winner's committed row); on SQLite the store's write lock already
+                # serializes them.
+                locked = (await conn.execute(sql.LOCK_RELATED, {
+                    "ids": [head.id], "paths": [path], "ancestors": ancestors_of(path)})).all()
             row = (await conn.execute(sql.TXN_ROW, {"t": txn_id})).first()
             if row is None:
                 raise await _missing(conn, txn_id)
             if row.state != sql.PENDING:
                 info = sql.version_info(row)
-            elif row.create_only and await sql.live_version_exists(conn, row.path, exclude_id=row.id):
-                await conn.execute(sql.DELETE_ROW, {"row_id": row.id})
-                lost_race = True
             else:
-                info = sql.version_info((await conn.execute(sql.COMMIT_ROW, {"row_id": row.id, "now": time.time()})).one())
+                refusal = await _commit_refusal(conn, row, locked)
+                if refusal is not None:
+                    await conn.execute(sql.DELETE_ROW, {"row_id": row.id})
+                else:
+                    info = sql.version_info((await conn.execute(
+                        sql.COMMIT_ROW, {"row_id": row.id, "now": time.time()})).one())
     finally:
         if path is not None:
             cache.end_write(path)
-    if lost_race:  # raised once the abort is committed
-        raise PreconditionFailed(f"{path!r} was created by another writer first; transaction aborted")
+    if refusal is not None:  # raised once the abort is committed
+        raise refusal
     return info
+
+
+async def _commit_refusal(conn: AsyncConnection, row, locked: list) -> RingFSError | None:
+    """Why the locked pending ``row`` may not commit now, or None: a live file above its path or below
+    it (409), its create-only or ``if_match`` condition failed (412). ``locked``: LOCK_RELATED's rows."""
+    above = set(ancestors_of(row.path))
+    file_above = next((r.path for r in locked if r.path in above and r.state == sql.COMMITTED), None)
+    if file_above is not None:
+        return is_a_file(file_above, row.path)
+    if (await conn.execute(sql.LIVE_BELOW, {"path": row.path})).first() is not None:
+        return is_a_folder(row.path)
+    if row.create_only and await sql.live_version_exists(conn, row.path, exclude_id=row.id):
+        return PreconditionFailed(f"{row.path!r} was created by another writer first; transaction aborted")
+    if row.if_match is not None:
+        current = (await conn.execute(sql.LIVE_SHA, {"path": row.path, "row_id": row.id})).scalar()
+        if not if_match_allows(row.if_match, current):
+            return if_match_failed(row.path, current)
+    return None
 
 
 async def _missing(conn: AsyncConnection, txn_id: str) -> RingFSError:

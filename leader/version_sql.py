@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, exists, false, func, literal, or_, select, union_all, update
+from sqlalchemy import Integer, bindparam, delete, exists, false, func, literal, or_, select, union, union_all, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import BindParameter
 
@@ -66,7 +66,7 @@ async def live_version_exists(conn: Any, path: str, exclude_id: int | None = Non
 
 # Columns a prepare sends per version; ``version`` and ``state`` are computed in SQL.
 NEW_VERSION_COLUMNS = ("path", "size", "sha256", "chunk_size", "replication", "chunk_count", "chunk_digests",
-                       "txn_id", "create_only", "created_at")
+                       "txn_id", "create_only", "if_match", "created_at")
 # Versions in one INSERT statement: SQLite allows 500 terms in a compound SELECT.
 ROWS_PER_INSERT = 256
 
@@ -101,40 +101,10 @@ TXN_ID_USED = select(or_(exists().where(_C.txn_id == _txn()), exists().where(_E.
 
 # ---------------------------------------------------------------- commit (phase 4) and abort
 
-# Commit every pending plain (not create-only) write of ``ts`` in one UPDATE. The rows are locked in id
-# order first (the subquery's FOR UPDATE; SQLite ignores it and serializes writers anyway), the order the
-# careful path locks a path's rows in, so two commits cannot deadlock on PostgreSQL.
-_COMMIT_PLAIN_MANY = (
-    update(FILE_VERSIONS)
-    .where(_C.id.in_(select(_C.id).where(_C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING,
-                                         _C.create_only == false())
-                     .order_by(_C.id).with_for_update().scalar_subquery()),
-           _C.state == PENDING, _C.create_only == false())
-    .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
-    .returning(*INFO_COLUMNS, _C.txn_id)
-)
-# The same for one transaction id: waiting for one row while holding none cannot deadlock, so no lock
-# order is needed, and this shape costs a third less than the other's subquery and expanding IN.
-_COMMIT_PLAIN_ONE = (
-    update(FILE_VERSIONS)
-    .where(_C.txn_id == bindparam("ts", type_=_C.txn_id.type), _C.state == PENDING, _C.create_only == false())
-    .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
-    .returning(*INFO_COLUMNS, _C.txn_id)
-)
-
-
-def commit_plain(txn_ids: list[str], now: float) -> tuple:
-    """``(statement, binds)`` committing the pending plain writes of ``txn_ids`` at ``now`` (UNIX
-    seconds), returning :data:`INFO_COLUMNS` and ``txn_id`` of each."""
-    if len(txn_ids) == 1:
-        return _COMMIT_PLAIN_ONE, {"ts": txn_ids[0], "now": now}
-    return _COMMIT_PLAIN_MANY, {"ts": txn_ids, "now": now}
-
-
-TXN_HEAD = select(_C.path, _C.create_only, _C.state).where(_C.txn_id == _txn())
-# Every row of a path, locked in id order (PostgreSQL; see COMMIT_PLAIN).
+TXN_HEAD = select(_C.id, _C.path, _C.create_only, _C.if_match, _C.state).where(_C.txn_id == _txn())
+# Every row of a path, locked in id order (PostgreSQL; see LOCK_RELATED).
 LOCK_PATH = select(_C.id).where(_C.path == _typed("path")).order_by(_C.id).with_for_update()
-TXN_ROW = select(*INFO_COLUMNS, _C.id, _C.create_only).where(_C.txn_id == _txn()).with_for_update()
+TXN_ROW = select(*INFO_COLUMNS, _C.id, _C.create_only, _C.if_match).where(_C.txn_id == _txn()).with_for_update()
 COMMIT_ROW = (update(FILE_VERSIONS).where(_C.id == _typed("row_id", "id"))
               .values(state=COMMITTED, committed_at=_typed("now", "committed_at")).returning(*INFO_COLUMNS))
 DELETE_ROW = delete(FILE_VERSIONS).where(_C.id == _typed("row_id", "id"))
@@ -164,5 +134,84 @@ LATEST_MANY = (
 )
 EXACT_MANY = select(*INFO_COLUMNS, _C.chunk_digests).where(
     _C.path.in_(_paths()), _C.state == COMMITTED, _C.version == _typed("version"))
+# The same lookups without the chunk lists (a batch decides first which files it will send whole), and
+# the chunk lists of chosen rows by id.
+LATEST_MANY_INFO = (
+    select(*INFO_COLUMNS, _C.id)
+    .where(_C.path.in_(_paths()), _C.state == COMMITTED,
+           _C.version == select(func.max(_LATER.c.version))
+           .where(_LATER.c.path == _C.path, _LATER.c.state == COMMITTED).scalar_subquery())
+)
+EXACT_MANY_INFO = select(*INFO_COLUMNS, _C.id).where(
+    _C.path.in_(_paths()), _C.state == COMMITTED, _C.version == _typed("version"))
+DIGESTS_OF = select(_C.id, _C.chunk_digests).where(_C.id.in_(bindparam("ids", expanding=True)))
 COMMITTED_VERSIONS = (select(*INFO_COLUMNS).where(_C.path == _typed("path"), _C.state == COMMITTED)
                       .order_by(_C.version))
+
+
+# ---------------------------------------------------------------- one name, one kind: file or folder
+# A path is never a live file and a folder at once (shared/paths.py): a commit of ``a`` is refused while a
+# file below ``a/`` is live, and a commit of ``a/b`` while a file ``a`` (any ancestor) is live. The rows
+# "below" ``p`` are a range on ``path`` (``p/`` <= path < ``p0``, ``'0'`` following ``'/'``), the rows
+# "above" an IN over ``shared.paths.ancestors_of``; the btree on ``path`` serves both.
+_BELOW = FILE_VERSIONS.alias("below")
+_OWN = FILE_VERSIONS.alias("own")
+
+
+def _live_below(path):
+    """SQL: a committed version lies below the folder named by the SQL expression ``path``."""
+    return exists().where(_BELOW.c.state == COMMITTED, _BELOW.c.path >= path + "/", _BELOW.c.path < path + "0")
+
+
+# Pending plain writes (neither create-only nor conditional) among ``ts``; not locked yet (LOCK_RELATED).
+PLAIN_PENDING = select(_C.id, _C.path, _C.txn_id).where(
+    _C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING, _C.create_only == false(),
+    _C.if_match.is_(None))
+
+# What a commit locks before it decides, in one statement in id order (PostgreSQL; SQLite serializes
+# writers anyway): the rows ``ids`` it commits, every row of ``paths`` (a conditional commit's own path),
+# the pending and committed rows of ``ancestors``, and the pending rows below the rows ``ids``. Two commits
+# that could make one name a file and a folder (``a`` and ``a/b``) each lock the other's pending row, so
+# they serialize and the second sees the first committed; one ordered statement cannot deadlock with
+# another. Answers ``id, path, state`` as they are once locked.
+_RELATED = union(
+    select(_C.id).where(_C.id.in_(bindparam("ids", expanding=True))),
+    select(_C.id).where(_C.path.in_(bindparam("paths", expanding=True))),
+    select(_C.id).where(_C.path.in_(bindparam("ancestors", expanding=True)), _C.state.in_([PENDING, COMMITTED])),
+    select(_BELOW.c.id).select_from(_OWN).join(
+        _BELOW, (_BELOW.c.path >= _OWN.c.path + "/") & (_BELOW.c.path < _OWN.c.path + "0"))
+    .where(_OWN.c.id.in_(bindparam("ids", expanding=True)), _BELOW.c.state == PENDING),
+)
+LOCK_RELATED = (select(_C.id, _C.path, _C.state).where(_C.id.in_(select(_RELATED.subquery().c.id)))
+                .order_by(_C.id).with_for_update())
+
+# Commit the pending rows ``ids`` but those that have a live file below them (the caller refuses those).
+COMMIT_IDS = (
+    update(FILE_VERSIONS)
+    .where(_C.id.in_(bindparam("ids", expanding=True)), _C.state == PENDING, ~_live_below(_C.path))
+    .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
+    .returning(*INFO_COLUMNS, _C.txn_id)
+)
+DELETE_IDS = delete(FILE_VERSIONS).where(_C.id.in_(bindparam("ids", expanding=True)))
+# Whether a committed version lies below folder ``path``.
+LIVE_BELOW = select(literal(True)).where(_live_below(_typed("path")))
+
+
+@functools.lru_cache(maxsize=ROWS_PER_INSERT)
+def folders_among(n: int):
+    """``SELECT path`` of those of the binds ``asked_0`` ... ``asked_<n-1>`` that have a committed version
+    below them (a prepare's fail-fast check; at most ``ROWS_PER_INSERT`` per statement)."""
+    asked = union_all(*[select(_typed(f"asked_{i}", "path").label("path")) for i in range(n)]).subquery("asked")
+    return select(asked.c.path).where(_live_below(asked.c.path))
+
+
+# ---------------------------------------------------------------- conditional writes (RFC 9110 §13.1.1)
+
+# The SHA-256 of the latest committed version of each of ``paths``.
+LATEST_SHAS = select(_C.path, _C.sha256).where(
+    _C.path.in_(_paths()), _C.state == COMMITTED,
+    _C.version == select(func.max(_LATER.c.version))
+    .where(_LATER.c.path == _C.path, _LATER.c.state == COMMITTED).scalar_subquery())
+# The SHA-256 of the latest committed version of ``path`` other than row ``row_id`` (-1: any).
+LIVE_SHA = (select(_C.sha256).where(_C.path == _typed("path"), _C.state == COMMITTED, _C.id != _typed("row_id", "id"))
+            .order_by(_C.version.desc()).limit(1))

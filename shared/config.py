@@ -35,6 +35,14 @@ class ServiceSettings(BaseSettings):
     cluster_secret: SecretStr | None = None
     cluster_secret_file: Path | None = None
     cluster_secret_previous: SecretStr | None = None
+    # Open connections plus requests in progress before uvicorn answers 503 at once (shared/serve.py): a
+    # flood of idle or trickling connections cannot exhaust file descriptors and memory.
+    max_connections: int = Field(default=2048, ge=16)
+    # Seconds a request body may go without a byte before it is given up with 408 (shared/bodies.py).
+    body_idle_timeout: float = Field(default=30.0, gt=0)
+    # Seconds from a connection's (or a kept-alive request's) first byte to the end of its headers before
+    # it is closed with 408 (shared/header_limits.py).
+    header_timeout: float = Field(default=20.0, gt=0)
     # Run without any credential: every port is open to anyone who can reach it. Loudly logged.
     insecure_no_auth: bool = False
     # Bearer token for GET /metrics (Prometheus's `authorization` scrape option); unset: /metrics needs
@@ -65,6 +73,9 @@ class LeaderSettings(ServiceSettings):
     data_dir: Path = Path("./data/leader")
     database_url: str = ""
     replication_factor: int = Field(default=3, ge=1, le=16)
+    # The write quorum (Garage's write quorum, HDFS's minimum replication): a write succeeds once every
+    # chunk has this many durable copies; unset: min(2, REPLICATION_FACTOR). Anti-entropy makes the rest.
+    min_write_replicas: int | None = Field(default=None, ge=1, le=16)
     chunk_size: int = Field(default=1024, ge=1)
     # Bounds for a per-upload ``?chunk_size=``: 1 KiB keeps metadata bounded, 4 MiB keeps one chunk
     # well inside one request.
@@ -93,6 +104,10 @@ class LeaderSettings(ServiceSettings):
     def _defaults(self) -> "LeaderSettings":
         if bool(self.root_access_key) != bool(self.root_secret_key):
             raise ValueError("ROOT_ACCESS_KEY and ROOT_SECRET_KEY go together: set both or neither")
+        if self.min_write_replicas is None:
+            self.min_write_replicas = min(2, self.replication_factor)
+        if self.min_write_replicas > self.replication_factor:
+            raise ValueError("MIN_WRITE_REPLICAS cannot exceed REPLICATION_FACTOR")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve()}/leader.db"
         if not (self.min_chunk_size <= self.chunk_size <= self.max_chunk_size):

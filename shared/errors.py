@@ -57,6 +57,12 @@ class NotFound(RingFSError):
     status = 404
 
 
+class RequestTimeout(RingFSError):
+    """The client stopped sending its request body (``BODY_IDLE_TIMEOUT`` seconds without a byte)."""
+
+    status = 408
+
+
 class Conflict(RingFSError):
     """The request conflicts with the current state (e.g. rename onto an existing path)."""
 

@@ -1,5 +1,14 @@
 """``python -m <service>``'s common part: check the cluster credential, then serve under uvicorn with the
-same bind, TLS and keep-alive rules for every service."""
+same bind, TLS, keep-alive and connection limits for every service.
+
+What is bounded (README "Limits"): idle keep-alive connections close after ``SERVER_KEEP_ALIVE``
+seconds; past ``MAX_CONNECTIONS`` open connections and tasks uvicorn answers 503 at once; a request head
+over 64 KiB is answered 431 and one not complete in ``HEADER_TIMEOUT`` seconds 408
+(shared/header_limits.py); a request body that stops for ``BODY_IDLE_TIMEOUT`` seconds is given up and
+one over its route's limit refused (shared/bodies.py). What a single process cannot bound: many clients
+each trickling within those limits still fill ``MAX_CONNECTIONS``; on untrusted networks run a reverse
+proxy in front of the user app, with per-client connection and rate limits (docs/deploy.md).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import uvicorn
 
 from shared.auth.service_auth import ClusterAuth, SecretError
 from shared.config import ServiceSettings
+from shared.header_limits import bounded_protocol
 from shared.http import SERVER_KEEP_ALIVE
 
 
@@ -33,4 +43,6 @@ def serve(app: Any, settings: ServiceSettings, **uvicorn_options: Any) -> None:
             raise SystemExit(2)
         tls = {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_keep_alive=SERVER_KEEP_ALIVE, **tls, **uvicorn_options)
+                timeout_keep_alive=SERVER_KEEP_ALIVE, limit_concurrency=settings.max_connections,
+                http=bounded_protocol(settings.header_timeout),
+                **tls, **uvicorn_options)

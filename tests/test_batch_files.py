@@ -121,7 +121,7 @@ def test_batch_write_and_read_300_files(cluster, client):
     assert len(results) == len(batch)
     for (path, data), r in zip(files, results):
         assert r == {"path": path, "version": 1, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                     "chunks": -(-len(data) // 1024)}, r
+                     "chunks": -(-len(data) // 1024), "replicas": 3}, r
     assert results[-2]["status"] == 400 and results[-2]["path"] == "bw//bad" and "empty segment" in results[-2]["error"]
     assert results[-1]["status"] == 412 and results[-1]["path"] == "bw/exists"
     assert client.get("bw/exists") == b"already here"  # the failed file changed nothing

@@ -79,6 +79,24 @@ def test_delete_list_undelete_conflict_and_404(trash_cluster):
         assert_error(http.post("/undelete", json={"path": "t/a.bin"}), 409)
 
 
+def test_undelete_cannot_make_a_name_both_a_file_and_a_folder(trash_cluster):
+    with Client(trash_cluster.url) as c, authed_client(base_url=trash_cluster.url, timeout=30) as http:
+        c.put("ff/a", b"file a")
+        c.rm("ff/a")
+        c.put("ff/a/b", b"a is a folder now")
+        r = http.post("/undelete", json={"path": "ff/a"})
+        assert_error(r, 409)
+        assert "is a folder" in r.json()["error"]
+        c.put("ff/x/y", b"y")
+        c.rm("ff/x/y")
+        c.put("ff/x", b"x is a file now")
+        r = http.post("/undelete", json={"path": "ff/x/y"})
+        assert_error(r, 409)
+        assert "'ff/x' is a file" in r.json()["error"]
+        assert c.get("ff/a/b") == b"a is a folder now" and c.get("ff/x") == b"x is a file now"
+        assert {e["path"] for e in c.trash()} >= {"ff/a", "ff/x/y"}  # still restorable later
+
+
 def test_cli_trash_and_undelete(trash_cluster):
     with Client(trash_cluster.url) as c:
         c.put("cli/doc.txt", b"hello trash")

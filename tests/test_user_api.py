@@ -28,7 +28,7 @@ def test_edge_sizes_round_trip(client, http, size):
     r = http.put(f"/files/edge/{size}.bin", content=data)
     assert r.status_code == 201, r.text
     body = r.json()
-    assert set(body) == {"path", "version", "size", "sha256", "chunks"}
+    assert set(body) == {"path", "version", "size", "sha256", "chunks", "replicas"} and body["replicas"] == 3
     assert body["size"] == size and body["sha256"] == sha256_hex(data)
     assert body["chunks"] == -(-size // 1024)
     got = http.get(f"/files/edge/{size}.bin")

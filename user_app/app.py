@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shared.auth.service_auth import ClusterAuth
+from shared.bodies import BodyLimitMiddleware
 from shared.config import UserAppSettings
 from shared.errors import install_error_handlers
 from shared.http import JSONResponse
 from shared.metrics import install_metrics
 from user_app.admin_routes import router as admin_router
 from user_app.auth.authentication import UserAuthMiddleware
-from user_app.routes import router
+from user_app.routes import BODY_LIMITS, router
 from user_app.services import Services
 
 
@@ -35,7 +36,9 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
             await app.state.services.aclose()
 
     app = FastAPI(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
+    app.state.body_idle_timeout = settings.body_idle_timeout
     app.add_middleware(UserAuthMiddleware, cluster_auth=auth, keys_of=lambda: app.state.services.keys)
+    app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS)
     install_error_handlers(app)
     install_metrics(app, "user_app")
     app.include_router(router)

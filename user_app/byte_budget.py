@@ -36,6 +36,11 @@ class ByteBudget:
             raise
         return n
 
+    @property
+    def idle(self) -> bool:
+        """Nothing held and nobody waiting."""
+        return self.used == 0 and not self._waiters
+
     def release(self, n: int) -> None:
         self.used -= n
         self._grant()

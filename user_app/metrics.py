@@ -7,6 +7,9 @@ from prometheus_client import Counter, Gauge
 BYTES_IN = Counter("ringfs_user_bytes_in_total", "File bytes received from clients and stored")
 BYTES_OUT = Counter("ringfs_user_bytes_out_total", "File bytes sent to clients")
 WRITES = Counter("ringfs_user_writes_total", "Two-phase-commit writes by outcome", ["outcome"])
+UNDER_REPLICATED_WRITES = Counter("ringfs_user_under_replicated_writes_total",
+                                  "Writes committed with fewer than REPLICATION_FACTOR copies of some chunk "
+                                  "(at least MIN_WRITE_REPLICAS); anti-entropy makes the missing copies")
 CHUNK_FALLBACKS = Counter("ringfs_user_chunk_fallbacks_total",
                           "Chunks served by a later read candidate after a failure, miss or bad copy")
 CORRUPT_COPIES = Counter("ringfs_user_corrupt_copies_total", "Chunk copies whose SHA-256 did not match")

@@ -16,7 +16,9 @@ file. A batch pays each of those once per batch instead:
 
 Memory: a small file costs its size several times over while it is written or read (request body,
 pieces, frames per server, the coalesced batch requests, responses). Per process, :class:`MultiFileLimits`
-bounds the batch bodies being held (``BODY_BUDGET``), the file bytes being written (``WRITE_BUDGET``:
+bounds the batch bodies being held (``BODY_BUDGET``, of which one access key holds at most
+``KEY_BODY_SHARE``, so a client whose bodies stall, until their 408, delays no other key's batches),
+the file bytes being written (``WRITE_BUDGET``:
 a tree of 1 MiB files then writes as many at a time as eight streaming PUTs would) and the content of
 the read rounds in flight (``READ_BUDGET``). Waiters are served in arrival order; a single item bigger
 than a budget waits until the budget is idle and then runs alone (``user_app/byte_budget.py``).
@@ -25,6 +27,7 @@ than a budget waits until the budget is idle and then runs alone (``user_app/byt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -51,13 +54,16 @@ from user_app.writer import WriteCoordinator
 log = logging.getLogger("ringfs.multi_file")
 
 # Largest POST /batch/write body (the whole batch is held in memory while its files are written).
-MAX_WRITE_BODY = 64 * 1024 * 1024
+MAX_WRITE_BODY = 16 * 1024 * 1024
 # Largest POST /batch/read body (a JSON list of at most MAX_BATCH_FILES paths).
 MAX_READ_BODY = 8 * 1024 * 1024
 # Files of one batch written at the same time.
 WRITE_CONCURRENCY = 64
-# Largest file POST /batch/read returns; bigger ones get a per-file 413.
+# Largest file POST /batch/read returns; bigger ones get a per-file 413 (the leader sends no chunk list).
 MAX_READ_FILE_SIZE = 4 * 1024 * 1024
+# Largest answer of one POST /batch/read (a repeated file counts each time it is sent): files past it get
+# a per-file 413, so a small request cannot ask for gigabytes.
+MAX_READ_ANSWER = 64 * 1024 * 1024
 # Content (bytes) and distinct chunks fetched by one reader.fetch; a batch above either is fetched in
 # several rounds (one round ahead of the response).
 READ_GROUP_BYTES = 8 * 1024 * 1024
@@ -66,7 +72,8 @@ READ_GROUP_DIGESTS = 16384
 RETRY_CONCURRENCY = 16
 
 # Per-process budgets (bytes), see the module docstring.
-BODY_BUDGET = 32 * 1024 * 1024
+BODY_BUDGET = 4 * MAX_WRITE_BODY  # 64 MiB: one request holds at most a quarter of it
+KEY_BODY_SHARE = BODY_BUDGET // 2  # and one access key at most half (two full bodies, or the CLI's 8 jobs)
 WRITE_BUDGET = 8 * 1024 * 1024
 READ_BUDGET = 3 * READ_GROUP_BYTES
 
@@ -78,6 +85,26 @@ class MultiFileLimits:
         self.body = ByteBudget(BODY_BUDGET)
         self.write = ByteBudget(WRITE_BUDGET)
         self.read = ByteBudget(READ_BUDGET)
+        self._key_bodies: dict[str, ByteBudget] = {}  # access key -> its share of ``body``, while in use
+
+    @contextlib.asynccontextmanager
+    async def holding_body(self, access_key: str, n: int) -> AsyncIterator[None]:
+        """Hold ``n`` bytes of the body budget for ``access_key``: first of the key's own share
+        (``KEY_BODY_SHARE``), then of the process's (``BODY_BUDGET``), so that bodies a client stops
+        sending hold at most its share until their 408. Released on exit."""
+        share = self._key_bodies.setdefault(access_key, ByteBudget(KEY_BODY_SHARE))
+        held_share = 0
+        try:
+            held_share = await share.acquire(n)
+            held = await self.body.acquire(n)
+            try:
+                yield
+            finally:
+                self.body.release(held)
+        finally:
+            share.release(held_share)
+            if share.idle:
+                self._key_bodies.pop(access_key, None)
 
 
 def _error(path: str, exc: BaseException) -> dict:
@@ -185,45 +212,51 @@ async def plan_read(leader: LeaderClient, raw_paths: list[Any], principal: Princ
             to_look.append(len(entries) - 1)
         except (BadRequest, Forbidden) as exc:
             entry.status, entry.error = exc.status, exc.message
-    manifests = await leader.rpc_manifests(names)
-    group, group_bytes, group_digests = 0, 0, 0
-    for i, found in zip(to_look, manifests):
-        entry = entries[i]
+    distinct = list(dict.fromkeys(names))  # a repeated path is resolved, fetched and counted once
+    resolved = dict(zip(distinct, await leader.rpc_manifests(distinct, max_size=MAX_READ_FILE_SIZE)))
+    group, group_bytes, group_digests, answer_bytes = 0, 0, 0, 0
+    in_group: set[str] = set()  # distinct paths of the current round
+    for i, name in zip(to_look, names):
+        entry, found = entries[i], resolved[name]
         if isinstance(found, RingFSError):
             entry.status, entry.error = found.status, found.message
             continue
-        size, path = found.size, found.info.path
-        if size > MAX_READ_FILE_SIZE:
-            entry.status = 413
-            entry.error = (f"{path} is {size} bytes, over the batch read limit of {MAX_READ_FILE_SIZE} "
-                           f"bytes: stream it with GET /files/{path}")
+        size = found.size
+        if answer_bytes + size > MAX_READ_ANSWER:
+            entry.status, entry.error = 413, (f"this batch's answer would pass {MAX_READ_ANSWER} bytes: ask for "
+                                              f"{found.info.path} in another batch")
             continue
+        answer_bytes += size
         entry.manifest = found
         if size == 0:
             continue  # answered without a fetch
-        n = len(found)
-        if group_bytes and (group_bytes + size > READ_GROUP_BYTES or group_digests + n > READ_GROUP_DIGESTS):
-            group, group_bytes, group_digests = group + 1, 0, 0
+        if name not in in_group:
+            if group_bytes and (group_bytes + size > READ_GROUP_BYTES or group_digests + len(found) > READ_GROUP_DIGESTS):
+                group, group_bytes, group_digests, in_group = group + 1, 0, 0, set()
+            in_group.add(name)
+            group_bytes += size
+            group_digests += len(found)
         entry.group = group
-        group_bytes += size
-        group_digests += n
     return entries
 
 
 async def _fetch_files(reader: ChunkReader, placement: Placement, files: list[_Entry]) -> None:
     """One ``reader.fetch`` over the distinct digests of ``files``; fills each one's ``content``. Raises
     what fetch raises."""
-    manifests = [e.manifest for e in files if e.manifest is not None]
+    manifests = list({id(e.manifest): e.manifest for e in files if e.manifest is not None}.values())
     wanted = list(dict.fromkeys(d for m in manifests for d in m.digest_list()))
     replication = max(m.info.replication for m in manifests)
     cacheable = max(m.size for m in manifests) <= reader.cache_max_file
     datas = await reader.fetch(placement, wanted, replication, cacheable=cacheable)
     got = dict(zip(wanted, datas))
+    contents: dict[int, bytes] = {}  # one content per distinct manifest: repeated paths share it
     for e in files:
         m = e.manifest
-        content = b"".join([got[d] for d in m.digest_list()])  # type: ignore[union-attr]
+        content = contents.get(id(m))
+        if content is None:
+            content = contents[id(m)] = b"".join([got[d] for d in m.digest_list()])  # type: ignore[union-attr]
         if len(content) != m.size:  # type: ignore[union-attr]
-            e.status, e.error = 502, f"chunks of {m.info.path} add up to {len(content)} bytes, not {m.size}"  # type: ignore[union-attr]
+            e.status, e.error = 503, f"{m.info.path} is corrupt: its chunks add up to {len(content)} bytes, not {m.size}"  # type: ignore[union-attr]
         else:
             e.content = content
 
@@ -268,7 +301,8 @@ async def stream_read(reader: ChunkReader, rings: RingCache, limits: MultiFileLi
     held: dict[int, int] = {}  # group -> bytes of the read budget it holds
 
     async def fetch(g: int) -> None:
-        held[g] = await limits.read.acquire(sum(e.manifest.size for e in groups[g]))  # type: ignore[union-attr]
+        distinct = {id(e.manifest): e.manifest.size for e in groups[g]}  # type: ignore[union-attr]
+        held[g] = await limits.read.acquire(sum(distinct.values()))
         await _fetch_group(reader, placement, groups[g])  # type: ignore[arg-type]
 
     def start(g: int) -> None:

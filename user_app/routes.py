@@ -16,18 +16,23 @@ from fastapi import APIRouter, Request
 from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
-from shared.bodies import read_body
-from shared.errors import BadRequest, Forbidden, PayloadTooLarge
+from shared.bodies import BodyLimit, iter_body, read_body
+from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from shared.numbers import parse_digits, parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
-from shared.protocol.rules import MAX_VERSION
+from shared.protocol.rules import MAX_FILE_SIZE, MAX_VERSION
 from user_app import multi_file
 from user_app.auth.audit import audited
 from user_app.auth.principal import Principal
+from user_app.preconditions import (
+    NotModified, check_read, http_date, if_match_condition, last_modified, require_if_match,
+)
 from user_app.ranges import parse_range
 from user_app.services import Services
 
 router = APIRouter()
+
 
 CLUSTER_STATS_TIMEOUT = 2.0  # seconds each chunk server gets to answer GET /cluster's live stats
 
@@ -56,24 +61,19 @@ def _file_path(request: Request, prefix: str) -> str:
 
 
 def _version_param(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        version = int(raw)
-    except ValueError:
-        raise BadRequest(f"version must be a positive integer, got {raw!r}") from None
-    if not 1 <= version <= MAX_VERSION:
-        raise BadRequest(f"version must be an integer from 1 to {MAX_VERSION}, got {raw!r}")
-    return version
+    """``?version=``: ASCII digits from 1 to ``MAX_VERSION`` (shared/numbers.py), else 400."""
+    return None if raw is None else parse_uint("version", raw, minimum=1, maximum=MAX_VERSION)
 
 
 def _int_param(name: str, raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    """A numeric query parameter: ASCII digits within 64 bits (shared/numbers.py), else 400."""
+    return None if raw is None else parse_uint(name, raw)
+
+
+def _length_hint(request: Request) -> int | None:
+    """The request's ``Content-Length`` when it is a plain number (a hint only; the body is what counts)."""
+    length = request.headers.get("content-length")
+    return None if length is None else parse_digits(length)
 
 
 @router.get("/healthz")
@@ -83,37 +83,62 @@ async def healthz() -> dict:
 
 @router.put("/files/{path:path}", status_code=201)
 async def put_file(path: str, request: Request) -> JSONResponse:
-    """Store the raw body as the next version of ``path``. ``If-None-Match: *`` makes it create-only
-    (412 if the path exists); ``?chunk_size=`` overrides the cluster chunk size within its bounds."""
+    """Store the raw body as the next version of ``path``; 201 with ``{"path","version","size","sha256",
+    "chunks","replicas"}`` and the new ``ETag``. ``?chunk_size=`` overrides the cluster chunk size within
+    its bounds.
+
+    Conditional (RFC 9110 §13.1): ``If-None-Match: *`` makes it create-only, ``If-Match: *`` or
+    ``If-Match: "<sha256>", ...`` makes it replace only a live version with one of those ETags; either
+    answers 412 otherwise, checked by the leader atomically with the commit (two writers that both
+    read one ETag cannot both replace it). An ``If-Match`` that already fails is answered before the body
+    is read. 409 when a live file is above ``path`` or below it (a name is a file or a folder)."""
     path = _file_path(request, b"/files/")
     principal = _principal(request)
     principal.check_write(path)
     inm = request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
         raise BadRequest("only 'If-None-Match: *' is supported on PUT")
+    if_match = if_match_condition(request.headers.get("if-match"))
     chunk_size = _int_param("chunk_size", request.query_params.get("chunk_size"))
-    length = request.headers.get("content-length")
+    services = _services(request)
     with audited(principal, "put", path) as details:
-        result = await _services(request).writer.write(path, request.stream(), chunk_size=chunk_size,
-                                                        create_only=inm is not None,
-                                                        size_hint=int(length) if length and length.isdigit() else None)
+        if if_match is not None:  # fail fast; the leader checks again at prepare and at commit
+            try:
+                current = (await services.leader.rpc_stat(path)).sha256
+            except NotFound:
+                current = None
+            require_if_match(if_match, path, current)
+        result = await services.writer.write(path, iter_body(request), chunk_size=chunk_size,
+                                             create_only=inm is not None, size_hint=_length_hint(request),
+                                             if_match=if_match)
         details["version"] = result.version
-    return JSONResponse(vars(result), status_code=201)
+    return JSONResponse(vars(result), status_code=201, headers={"ETag": f'"{result.sha256}"'})
 
 
 @router.api_route("/files/{path:path}", methods=["GET", "HEAD"])
 async def get_file(path: str, request: Request) -> Response:
-    """The bytes of the latest (or ``?version=N``) version, with ``Range`` support."""
+    """The bytes of the latest (or ``?version=N``) version, with ``ETag`` (its SHA-256), ``Last-Modified``
+    (its commit time) and ``Range`` support (206, or 416 with ``Content-Range: bytes */size``; an invalid
+    ``Range`` is ignored, RFC 9110 §14.2).
+
+    Conditional (RFC 9110 §13.2.2, ``user_app/preconditions.py``): ``If-Match`` not matching -> 412;
+    ``If-None-Match`` matching, or else ``If-Modified-Since`` not older than the commit -> 304 with the
+    validators and no body."""
     path = _file_path(request, b"/files/")
     _principal(request).check_read(path)
     reader = _services(request).reader
     view = await reader.open(path, _version_param(request.query_params.get("version")))
     size = view.size
-    headers = {
+    validators = {
         "ETag": f'"{view.info.sha256}"',
-        "Accept-Ranges": "bytes",
+        "Last-Modified": http_date(last_modified(view.info)),
         "X-RingFS-Version": str(view.info.version),
     }
+    try:
+        check_read(request.headers, view.info)
+    except NotModified:
+        return Response(status_code=304, headers=validators)
+    headers = {**validators, "Accept-Ranges": "bytes"}
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     rng = parse_range(request.headers.get("range"), size)
     status, start, end = 200, 0, size - 1
@@ -143,11 +168,18 @@ async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterat
 
 @router.delete("/files/{path:path}", status_code=204)
 async def delete_file(path: str, request: Request) -> Response:
+    """Move every version of ``path`` to the trash; 204, 404 when nothing is live. ``If-Match`` (``*`` or
+    ETags, RFC 9110 §13.1.1) deletes only a matching live version, checked by the leader in the deleting
+    transaction: 412 otherwise."""
     path = _file_path(request, b"/files/")
     principal = _principal(request)
     principal.check_write(path)
+    params = {"path": path}
+    if_match = if_match_condition(request.headers.get("if-match"))
+    if if_match is not None:
+        params["if_match"] = if_match
     with audited(principal, "delete", path):
-        await _services(request).leader.rpc_json("DELETE", "/files", params={"path": path})
+        await _services(request).leader.rpc_json("DELETE", "/files", params=params)
     return Response(status_code=204)
 
 
@@ -162,7 +194,7 @@ def _bool_param(name: str, raw: str | None) -> bool:
 @router.post("/batch/write")
 async def batch_write(request: Request) -> JSONResponse:
     """Many small files in one request. Body: per file ``u16 path length | UTF-8 path | u64 size | bytes``
-    (``shared.protocol.batches.encode_batch_files``), at most 1024 files and 64 MiB (413). Each file is its own
+    (``shared.protocol.batches.encode_batch_files``), at most 1024 files and 16 MiB (413). Each file is its own
     2PC write (``?create_only=true`` makes each create-only, ``?chunk_size=`` as on PUT); the answer lists
     per file, in order, what PUT would answer or ``{"path","error","status"}``."""
     create_only = _bool_param("create_only", request.query_params.get("create_only"))
@@ -173,13 +205,11 @@ async def batch_write(request: Request) -> JSONResponse:
     announced = int(length) if length and length.isdigit() else multi_file.MAX_WRITE_BODY
     if announced > multi_file.MAX_WRITE_BODY:
         raise PayloadTooLarge(f"body of {announced} bytes exceeds the limit of {multi_file.MAX_WRITE_BODY} bytes")
-    held = await limits.body.acquire(announced)  # bounds the batch bodies held at once
-    try:
+    principal = _principal(request)
+    async with limits.holding_body(principal.access_key, announced):  # bounded per process and per key
         body = await read_body(request, multi_file.MAX_WRITE_BODY)
-        results = await multi_file.write_files(services.writer, services.rings, limits, body, _principal(request),
+        results = await multi_file.write_files(services.writer, services.rings, limits, body, principal,
                                                create_only=create_only, chunk_size=chunk_size)
-    finally:
-        limits.body.release(held)
     return JSONResponse({"results": results})
 
 
@@ -274,6 +304,7 @@ async def cluster(request: Request) -> dict:
     return {
         "epoch": ring.epoch,
         "replication_factor": ring.replication_factor,
+        "min_write_replicas": ring.min_write_replicas,
         "chunk_size": ring.chunk_size,
         "min_chunk_size": ring.min_chunk_size,
         "max_chunk_size": ring.max_chunk_size,
@@ -310,3 +341,11 @@ async def fsck(request: Request) -> dict:
     by ``REQUEST_TIMEOUT`` like every leader call; on a very large cluster ask the leader directly."""
     _principal(request).check_admin()
     return await _services(request).leader.rpc_json("GET", "/fsck")
+
+
+# Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).
+BODY_LIMITS = (
+    BodyLimit("PUT", "/files/", MAX_FILE_SIZE),
+    BodyLimit("POST", "/batch/write", multi_file.MAX_WRITE_BODY),
+    BodyLimit("POST", "/batch/read", multi_file.MAX_READ_BODY),
+)

@@ -14,6 +14,13 @@ concurrently: (2) does not depend on (1)'s result, only (3) must wait for both.
 When a replica fails during (1) its chunks are handed to the next healthy server clockwise that does not
 hold them yet (a sloppy quorum, Dynamo §4.6), so a write still gets ``replication_factor`` copies while a
 dead server has not yet been noticed by the leader; reads look that far along the ring.
+
+**Write quorum** (Garage's write quorum, HDFS's minimum replication): when fewer than
+``replication_factor`` servers can take a chunk (one is down, or fails during the write), the write
+still succeeds once every chunk has ``MIN_WRITE_REPLICAS`` durable copies (default ``min(2, RF)``, the
+leader's policy); anti-entropy makes the missing copies once servers are back or added. The answer's
+``replicas`` is the fewest copies of any chunk, and such writes are counted
+(``ringfs_user_under_replicated_writes_total``). Below the quorum the write fails with 503.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from shared.protocol.models import PreparedVersion, VersionPrepare
 from shared.ring import ServerInfo, ServerState, chunk_position
 from shared.rpc.ring_cache import Placement, RingCache
 from user_app.chunker import Piece, pieces
-from user_app.metrics import BYTES_IN, WRITES
+from user_app.metrics import BYTES_IN, UNDER_REPLICATED_WRITES, WRITES
 from user_app.phases import PhaseCalls
 
 log = logging.getLogger("ringfs.writer")
@@ -45,13 +52,15 @@ MAX_PREALLOCATED_DIGESTS = 1 << 20
 
 @dataclass
 class WriteResult:
-    """What ``PUT /files/{path}`` answers (201)."""
+    """What ``PUT /files/{path}`` answers (201): ``replicas`` is the fewest durable copies of any chunk
+    (the replication factor when every chunk got all of its copies)."""
 
     path: str
     version: int
     size: int
     sha256: str
     chunks: int
+    replicas: int
 
 
 @dataclass
@@ -59,9 +68,30 @@ class _Txn:
     txn_id: str
     placement: Placement
     replication: int
+    chunk_size: int
     # chunks each server acknowledged as newly pending; commit must confirm at least this many
     pending_by_server: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     urls: dict[str, str] = field(default_factory=dict)
+    # per chunk (by index in the file): how many servers hold it, and per server which chunks it holds
+    # (one byte per chunk), so a server lost in phase 3 takes exactly its copies off the count
+    copies: bytearray = field(default_factory=bytearray)
+    held: dict[str, bytearray] = field(default_factory=dict)
+
+    def note_placed(self, sid: str, index: int) -> None:
+        for arr in (self.copies, self.held.setdefault(sid, bytearray())):
+            if len(arr) <= index:
+                arr.extend(bytes(index + 1 - len(arr)))
+        self.copies[index] += 1
+        self.held[sid][index] = 1
+
+    def lose(self, sid: str) -> None:
+        """``sid`` failed to commit: its copies do not count."""
+        for index, holds in enumerate(self.held.pop(sid, b"")):
+            if holds:
+                self.copies[index] -= 1
+
+    def fewest_copies(self) -> int:
+        return min(self.copies) if self.copies else self.replication
 
 
 class WriteCoordinator:
@@ -82,7 +112,8 @@ class WriteCoordinator:
             os._exit(70)
 
     async def write(self, path: str, body: AsyncIterator[bytes], *, chunk_size: int | None = None,
-                    create_only: bool = False, size_hint: int | None = None) -> WriteResult:
+                    create_only: bool = False, size_hint: int | None = None,
+                    if_match: str | None = None) -> WriteResult:
         """Store ``body`` as the next version of ``path``.
 
         ``size_hint`` (the request's ``Content-Length``, bytes) lets the chunk list be allocated once:
@@ -91,10 +122,15 @@ class WriteCoordinator:
         Raises :class:`Unavailable` (503) when fewer healthy servers than the replication factor can be
         reached or the leader is down, :class:`PreconditionFailed` (412) for ``create_only`` on an
         existing path, :class:`BadRequest` for a chunk size outside the leader's bounds.
+
+        ``if_match`` (``"*"`` or comma-separated SHA-256s, RFC 9110 §13.1.1) makes the write conditional
+        on the path's live version; the leader checks it at prepare and again, atomically, at commit:
+        :class:`PreconditionFailed` (412) when it does not match. A write that would make a name a file
+        and a folder is a :class:`Conflict` (409).
         """
         placement = await self.rings.get()
         chunk_size = placement.chunk_size_for_upload(chunk_size)
-        txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor)
+        txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor, chunk_size)
         whole = hashlib.sha256()
         digests = _DigestList(size_hint, chunk_size)
         size = 0
@@ -114,16 +150,18 @@ class WriteCoordinator:
                 if size == len(piece.data) and piece_iter.exhausted:
                     # one-piece file: phase 2 overlaps phase 1
                     version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
-                                                                             chunk_size, create_only, digests.view()))
+                                                                             chunk_size, create_only, digests.view(),
+                                                                             if_match))
             if first is None:  # empty file: no chunks, no phase 1
                 version_task = asyncio.create_task(self._prepare_version(txn, path, 0, whole.hexdigest(), chunk_size,
-                                                                         create_only, b""))
+                                                                         create_only, b"", if_match))
             while in_flight:
                 await in_flight.popleft()
             self._crash_point(1)
             if version_task is None:
                 version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
-                                                                         chunk_size, create_only, digests.view()))
+                                                                         chunk_size, create_only, digests.view(),
+                                                                         if_match))
             prepared = await version_task
             self._crash_point(2)
             await self._commit_chunks(txn)
@@ -144,29 +182,39 @@ class WriteCoordinator:
             raise
         WRITES.labels("committed").inc()
         BYTES_IN.inc(size)
+        replicas = txn.fewest_copies()
+        if replicas < txn.replication:
+            UNDER_REPLICATED_WRITES.inc()
+            log.warning("committed %s version %s with %d of %d copies of some chunks; anti-entropy makes the "
+                        "rest", path, prepared.version, replicas, txn.replication)
         log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared.version, size,
                  len(digests), txn.txn_id)
         return WriteResult(path=info.path, version=prepared.version, size=size, sha256=whole.hexdigest(),
-                           chunks=len(digests))
+                           chunks=len(digests), replicas=replicas)
 
     async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
-                               create_only: bool, digests: bytes | memoryview) -> PreparedVersion:
+                               create_only: bool, digests: bytes | memoryview,
+                               if_match: str | None = None) -> PreparedVersion:
         prepare = VersionPrepare(txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
-                                 replication=txn.replication, create_only=create_only)
+                                 replication=txn.replication, create_only=create_only, if_match=if_match)
         return await self.phases.prepare_version(prepare, digests)
 
     async def _prepare_piece(self, txn: _Txn, piece: Piece) -> None:
-        """Phase 1 for one piece: every chunk pending on ``replication`` distinct healthy servers."""
+        """Phase 1 for one piece: every chunk pending on ``replication`` distinct healthy servers, or on
+        at least ``min_write_replicas`` of them when no more can take it. Raises :class:`Unavailable`
+        below that."""
         ring = txn.placement.ring
-        rf = txn.replication
+        rf, quorum = txn.replication, txn.placement.min_write_replicas
+        first_index = piece.offset // txn.chunk_size
         failed: set[str] = set()
         # for each chunk: the servers holding it pending so far, and its healthy candidates in ring order
         placed: list[set[str]] = [set() for _ in piece.chunks]
         candidates: list[list[ServerInfo]] = []
         for digest, _ in piece.chunks:
             cands = [s for s in ring.walk_ring(chunk_position(digest)) if s.state == ServerState.HEALTHY]
-            if len(cands) < rf:
-                raise Unavailable(f"only {len(cands)} healthy chunk servers for replication factor {rf}")
+            if len(cands) < quorum:
+                raise Unavailable(f"only {len(cands)} healthy chunk servers: a write needs {quorum} "
+                                  f"(MIN_WRITE_REPLICAS) of its {rf} copies")
             candidates.append(cands)
         while True:
             batches: dict[str, list[int]] = defaultdict(list)
@@ -179,9 +227,9 @@ class WriteCoordinator:
                         continue
                     batches[server.server_id].append(i)
                     need -= 1
-                if need:
-                    raise Unavailable(f"cannot place chunk {piece.chunks[i][0].hex()} on {rf} servers: "
-                                      f"{len(failed)} failed during the write")
+                if need and len(placed[i]) + (rf - len(placed[i]) - need) < quorum:
+                    raise Unavailable(f"cannot place chunk {piece.chunks[i][0].hex()} on {quorum} servers "
+                                      f"(MIN_WRITE_REPLICAS): {len(failed)} failed during the write")
             if not batches:
                 return
             sids = list(batches)
@@ -200,17 +248,29 @@ class WriteCoordinator:
                 txn.pending_by_server[sid] += result.stored
                 for i in batches[sid]:
                     placed[i].add(sid)
+                    txn.note_placed(sid, first_index + i)
 
     async def _commit_chunks(self, txn: _Txn) -> None:
-        """Phase 3: commit on every server that took part; each must confirm every chunk it took."""
+        """Phase 3: commit on every server that took part. A server that fails, or confirms fewer chunks
+        than it took, holds none of them; every chunk must still have ``min_write_replicas`` copies, or
+        :class:`Unavailable` is raised."""
         sids = list(txn.urls)
         results = await asyncio.gather(*(self.phases.commit_chunks(txn.urls[s], txn.txn_id) for s in sids),
                                        return_exceptions=True)
+        lost = []
         for sid, result in zip(sids, results):
             if isinstance(result, BaseException):
-                raise Unavailable(f"commit on chunk server {txn.urls[sid]} failed: {result}")
-            if result < txn.pending_by_server[sid]:
-                raise Unavailable(f"chunk server {txn.urls[sid]} lost pending chunks of transaction {txn.txn_id}")
+                lost.append(f"commit on chunk server {txn.urls[sid]} failed: {result}")
+            elif result < txn.pending_by_server[sid]:
+                lost.append(f"chunk server {txn.urls[sid]} lost pending chunks of transaction {txn.txn_id}")
+            else:
+                continue
+            txn.lose(sid)
+        quorum = txn.placement.min_write_replicas
+        if lost and txn.fewest_copies() < quorum:
+            raise Unavailable(f"{'; '.join(lost)}: some chunks have fewer than {quorum} (MIN_WRITE_REPLICAS) copies")
+        for reason in lost:
+            log.warning("%s; the write keeps its other copies", reason)
 
     async def _abort(self, txn: _Txn, leader: bool) -> None:
         """Best-effort abort of everything the txn left; the sweepers clear what this misses."""

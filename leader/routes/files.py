@@ -8,24 +8,29 @@ from shared.http import JSONResponse
 from leader import lookups, namespace
 from leader.routes import get_store
 from leader.store import Store
-from shared.bodies import read_body
+from shared.bodies import BodyLimit, read_body
 from shared.errors import BadRequest, RingFSError
+from shared.numbers import parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
 from shared.protocol.manifests import encode_manifest_error, encode_manifests
 from shared.protocol.models import RenameRequest
-from shared.protocol.rules import MAX_VERSION, OCTET_STREAM
+from shared.protocol.rules import MAX_MANIFEST_CHUNKS, MAX_VERSION, OCTET_STREAM, validate_if_match
 
 router = APIRouter()
 
 
+def _version(raw: str | None) -> int | None:
+    """``?version=``: ASCII digits from 1 to ``MAX_VERSION`` (shared/numbers.py), else 400."""
+    return None if raw is None else parse_uint("version", raw, minimum=1, maximum=MAX_VERSION)
+
+
 @router.get("/manifest")
-async def handle_manifest(request: Request, path: str = Query(),
-                          version: int | None = Query(default=None, ge=1, le=MAX_VERSION)) -> Response:
+async def handle_manifest(request: Request, path: str = Query(), version: str | None = Query(default=None)) -> Response:
     """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py), from the manifest
     cache when it holds the version (leader/manifest_cache.py). The store is taken from ``request``
     rather than a sync dependency, which FastAPI would run in a worker thread."""
-    entry = await lookups.lookup(request.app.state.store, normalize_path(path), version)
+    entry = await lookups.lookup(request.app.state.store, normalize_path(path), _version(version))
     return Response(entry.manifest, media_type=OCTET_STREAM)
 
 
@@ -37,12 +42,16 @@ MAX_MANIFESTS_BODY = 8 * 1024 * 1024
 async def handle_manifests(request: Request) -> Response:
     """Binary: per requested path, in order, ``u32 length | payload`` (``encode_manifests``),
     the payload being what ``GET /manifest`` answers or a ``0xFF | {"error","status"}`` entry (400 bad path,
-    404). Body: JSON ``{"paths": [...], "version": null | N}``, at most 1024 paths. Cache hits cost no SQL;
-    the misses are looked up together (``lookups.lookup_many``)."""
+    404, 413 over ``max_size`` bytes or past ``MAX_MANIFEST_CHUNKS`` chunks in all). Body: JSON
+    ``{"paths": [...], "version": null | N, "max_size": null | bytes}``, at most 1024 paths (a repeated path is
+    looked up once, but its chunks count against ``MAX_MANIFEST_CHUNKS`` each time it is answered, so the
+    answer stays bounded). Cache hits cost no SQL; the misses are looked up together (``lookups.lookup_many``)."""
     paths, doc = parse_paths_body(await read_body(request, MAX_MANIFESTS_BODY))
-    version = doc.get("version")
+    version, max_size = doc.get("version"), doc.get("max_size")
     if version is not None and (type(version) is not int or not 1 <= version <= MAX_VERSION):
         raise BadRequest(f"version must be a positive integer or null, got {version!r}")
+    if max_size is not None and (type(max_size) is not int or max_size < 0):
+        raise BadRequest(f"max_size must be a number of bytes or null, got {max_size!r}")
     normalized: list[str | RingFSError] = []
     for raw in paths:
         try:
@@ -52,7 +61,7 @@ async def handle_manifests(request: Request) -> Response:
         except BadRequest as exc:
             normalized.append(exc)
     good = [p for p in normalized if isinstance(p, str)]
-    found = iter(await lookups.lookup_many(request.app.state.store, good, version))
+    found = iter(await lookups.lookup_many(request.app.state.store, good, version, max_size, MAX_MANIFEST_CHUNKS))
     payloads: list[bytes] = []
     for p in normalized:
         entry = p if isinstance(p, RingFSError) else next(found)
@@ -64,9 +73,8 @@ async def handle_manifests(request: Request) -> Response:
 
 
 @router.get("/stat")
-async def handle_stat(request: Request, path: str = Query(),
-                      version: int | None = Query(default=None, ge=1, le=MAX_VERSION)) -> JSONResponse:
-    entry = await lookups.lookup(request.app.state.store, normalize_path(path), version)
+async def handle_stat(request: Request, path: str = Query(), version: str | None = Query(default=None)) -> JSONResponse:
+    entry = await lookups.lookup(request.app.state.store, normalize_path(path), _version(version))
     return JSONResponse(entry.info.model_dump())
 
 
@@ -95,6 +103,16 @@ async def handle_rename(req: RenameRequest, store: Store = Depends(get_store)) -
 
 
 @router.delete("/files")
-async def handle_delete(path: str = Query(), store: Store = Depends(get_store)) -> JSONResponse:
+async def handle_delete(path: str = Query(), if_match: str | None = Query(default=None),
+                        store: Store = Depends(get_store)) -> JSONResponse:
+    """Tombstone ``path``'s versions; with ``if_match`` (``"*"`` or comma-separated SHA-256s) only if its
+    live version matches, checked in the deleting transaction (412 otherwise)."""
     path = normalize_path(path)
-    return JSONResponse({"path": path, "deleted_versions": await namespace.delete_file(store, path)})
+    condition = None if if_match is None else validate_if_match(if_match)
+    return JSONResponse({"path": path, "deleted_versions": await namespace.delete_file(store, path, condition)})
+
+
+# Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).
+BODY_LIMITS = (
+    BodyLimit("POST", "/manifests", MAX_MANIFESTS_BODY),
+)

@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.http import JSONResponse
 
 from leader import txns
-from leader.new_version import NewVersion, check_digest_length, new_version
+from leader.new_version import NewVersion, check_digest_length, digest_length, new_version
 from leader.routes import get_store
 from leader.store import Store
+from shared.bodies import BodyLimit, JSON_BODY_LIMIT, read_body
 from shared.config import LeaderSettings
 from shared.errors import BadRequest, RingFSError, validation_message
 from shared.protocol.batches import split_version_sections
@@ -45,6 +46,12 @@ def batch_answer(outcome: BaseModel | RingFSError) -> dict:
     return outcome.model_dump()
 
 
+# Bytes of packed digests one version may list: 8M chunks (8 GiB of 1 KiB chunks, 32 TiB of 4 MiB ones).
+MAX_DIGEST_BODY = 256 * 1024 * 1024
+# A /txns/batch body: MAX_TXNS_PER_BATCH small files' sections (the user app batches files up to 1 MiB).
+MAX_BATCH_BODY = 64 * 1024 * 1024
+
+
 @router.post("/txns", status_code=201, openapi_extra={"parameters": [
     {"name": name, "in": "query", "required": field.is_required(), "schema": {"title": name}}
     for name, field in VersionPrepare.model_fields.items()]})
@@ -58,7 +65,9 @@ async def handle_prepare(request: Request) -> JSONResponse:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_digest_length(prepare, int(declared), settings)
-    nv = new_version(prepare, await request.body(), settings)
+    # Without a Content-Length the body is read up to the length the query says it must have (+1, so a
+    # longer one is told apart from an exact one and refused by new_version's length check).
+    nv = new_version(prepare, await read_body(request, digest_length(prepare, settings) + 1), settings)
     prepared = await txns.prepare(request.app.state.store, nv)
     return JSONResponse(prepared.model_dump(), status_code=201)
 
@@ -71,7 +80,7 @@ async def handle_prepare_batch(request: Request) -> JSONResponse:
     (a section without a usable ``txn_id`` string is keyed ``"#<index>"``). 400 for a broken framing, too
     many sections or a transaction id twice."""
     settings: LeaderSettings = request.app.state.settings
-    sections = split_version_sections(await request.body())
+    sections = split_version_sections(await read_body(request, MAX_BATCH_BODY))
     keys: list[str] = []
     outcomes: dict[str, BaseModel | RingFSError] = {}
     seen: set[str] = set()
@@ -114,7 +123,7 @@ async def handle_commit_batch(request: Request) -> JSONResponse:
     ``MAX_TXNS_PER_BATCH``) -> ``{"results": {"<txn_id>": VersionInfo | {"error","status"}}}``, each
     exactly what the single commit answers (a repeated id is committed once). 400 for a bad body."""
     try:
-        body = BatchCommit.model_validate_json(await request.body())
+        body = BatchCommit.model_validate_json(await read_body(request, JSON_BODY_LIMIT))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     txn_ids = list(dict.fromkeys(body.txn_ids))
@@ -124,8 +133,9 @@ async def handle_commit_batch(request: Request) -> JSONResponse:
 
 @router.post("/txns/{txn_id}/commit")
 async def handle_commit(request: Request) -> JSONResponse:
-    """:class:`VersionInfo` of the committed version; 400, 404 unknown, 410 expired (swept), 412 a
-    create-only write lost its race."""
+    """:class:`VersionInfo` of the committed version; 400, 404 unknown, 410 expired (swept), 409 the path
+    would be a file and a folder (a live file above or below it), 412 a create-only write lost its race or
+    a conditional one's ``if_match`` no longer holds (both aborted)."""
     info = await txns.commit(request.app.state.store, request.path_params["txn_id"])
     return JSONResponse(info.model_dump())
 
@@ -134,3 +144,10 @@ async def handle_commit(request: Request) -> JSONResponse:
 async def handle_abort(txn_id: str, store: Store = Depends(get_store)) -> JSONResponse:
     await txns.abort(store, txn_id)
     return JSONResponse({"txn_id": txn_id, "aborted": True})
+
+
+# Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).
+BODY_LIMITS = (
+    BodyLimit("POST", "/txns", MAX_DIGEST_BODY),
+    BodyLimit("POST", "/txns/batch", MAX_BATCH_BODY),
+)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.protocol.rules import TXN_ID_PATTERN
+from shared.protocol.rules import IF_MATCH_PATTERN, TXN_ID_PATTERN
 
 # Most copies a version may ask for (matches REPLICATION_FACTOR's bound in shared/config.py).
 MAX_REPLICATION = 16
@@ -110,6 +111,8 @@ class RingView(_Wire):
     max_chunk_size: int
     servers: list[RingServer]
     vnodes: list[tuple[int, str]]
+    # The write quorum: copies of every chunk a write needs to succeed (user_app/writer.py).
+    min_write_replicas: int = 1
 
 
 # ---------------------------------------------------------------- versions (the leader's half of 2PC)
@@ -132,10 +135,28 @@ class VersionInfo(_Wire):
     deleted_at: float | None = None
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,64}")
+
+
+def _strict_int(value: Any) -> Any:
+    """A number field's input, refused unless it is an int or (in a query string) ASCII digits only,
+    which pydantic alone is not: it takes ``"1_0"``, ``"+5"``, ``" 5"``, ``"5.0"`` and ``true``
+    (shared/numbers.py). A ``-`` passes, for the field's bounds to refuse as they refuse a JSON -1."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
+        return int(value)
+    shown = value[:80] if isinstance(value, str) else type(value).__name__
+    raise ValueError(f"must be a whole number in ASCII digits, got {shown!r}")
+
+
 class VersionPrepare(_Wire):
     """Phase 2 of a write (reference design: "register the name mapping as pending"): the query of
     ``POST /txns`` and the JSON of each ``/txns/batch`` section. The packed chunk digests travel beside it
-    as binary. ``chunk_size`` and ``replication`` default to the cluster's when absent."""
+    as binary. ``chunk_size`` and ``replication`` default to the cluster's when absent.
+
+    ``if_match`` (RFC 9110 §13.1.1) makes the write conditional on the path's live version at commit:
+    ``"*"`` needs one, a comma-separated list of SHA-256s needs one with one of them (412 otherwise)."""
 
     txn_id: str = Field(pattern=TXN_ID_PATTERN)
     path: str
@@ -144,6 +165,9 @@ class VersionPrepare(_Wire):
     chunk_size: int | None = Field(default=None, gt=0, le=2**31 - 1)
     replication: int | None = Field(default=None, ge=1, le=MAX_REPLICATION)
     create_only: bool = False
+    if_match: str | None = Field(default=None, pattern=IF_MATCH_PATTERN)
+
+    _numbers = field_validator("size", "chunk_size", "replication", mode="before")(_strict_int)
 
 
 class PreparedVersion(_Wire):
@@ -209,6 +233,12 @@ class Grant(_Wire):
 
     prefix: str = Field(max_length=1024)
     access: Literal["read", "write"]
+
+    @field_validator("prefix")
+    @classmethod
+    def _nfc(cls, prefix: str) -> str:
+        """NFC, like every path (shared/paths.py), so a prefix typed in NFD still matches."""
+        return unicodedata.normalize("NFC", prefix)
 
 
 class NewAccessKey(_Wire):

@@ -38,9 +38,40 @@ def chunk_length(index: int, size: int, chunk_size: int) -> int:
     return min(chunk_size, size - index * chunk_size)
 
 
+# Largest file, bytes: 5 TiB, S3's largest object.
+MAX_FILE_SIZE = 5 * 1024**4
+
 # Largest version number: the leader's SQL column is a signed 32-bit INTEGER (two billion versions of one
 # file). A ``?version=`` above it is a 400, never an overflow deep in SQL.
 MAX_VERSION = 2**31 - 1
+
+
+# ---------------------------------------------------------------- conditional writes (RFC 9110 §13.1.1)
+# A file's ETag is its SHA-256 (64 lowercase hex characters) in quotes. A PUT's or DELETE's ``If-Match``
+# travels to the leader as ``"*"`` or the SHA-256s it lists, comma-separated, at most MAX_IF_MATCH_TAGS.
+SHA256_RE = re.compile(r"[0-9a-f]{64}")  # use fullmatch
+MAX_IF_MATCH_TAGS = 16
+IF_MATCH_PATTERN = rf"^(\*|[0-9a-f]{{64}}(,[0-9a-f]{{64}}){{0,{MAX_IF_MATCH_TAGS - 1}}})$"
+_IF_MATCH_RE = re.compile(IF_MATCH_PATTERN)
+
+
+def validate_if_match(value: object) -> str:
+    """``value`` if it is an ``if_match`` in the form above; raises :class:`BadRequest` otherwise."""
+    if not isinstance(value, str) or not _IF_MATCH_RE.fullmatch(value):
+        shown = value[:80] if isinstance(value, str) else type(value).__name__
+        raise BadRequest(f"if_match must be '*' or 1-{MAX_IF_MATCH_TAGS} comma-separated SHA-256s, got {shown!r}")
+    return value
+
+
+def if_match_allows(if_match: str | None, current_sha256: str | None) -> bool:
+    """Whether a write conditioned on ``if_match`` may replace a path whose live version has
+    ``current_sha256`` (None: no live version). ``"*"`` asks for any live version; a list, for one of
+    its SHA-256s; None is unconditional."""
+    if if_match is None:
+        return True
+    if current_sha256 is None:
+        return False
+    return if_match == "*" or current_sha256 in if_match.split(",")
 
 
 # ---------------------------------------------------------------- batch bounds
@@ -58,6 +89,9 @@ MAX_PREPARE_SECTIONS = 64
 MAX_PREPARE_REQUEST_BYTES = 8 * 1024 * 1024
 # Files in one ``/batch/write``, paths in one ``/batch/read`` or leader ``/manifests``.
 MAX_BATCH_FILES = 1024
+# Chunks one ``POST /manifests`` answer may list in all (2 MiB of digests): a small request naming a huge
+# file a thousand times, or a thousand large files, cannot make the leader load or send more.
+MAX_MANIFEST_CHUNKS = 65536
 # Digests in one ``/chunks/read`` / ``/chunks/exists`` / ``/chunks/verify`` request: 64 MiB of 1 KiB chunks
 # in one answer.
 MAX_DIGESTS_PER_REQUEST = 65536

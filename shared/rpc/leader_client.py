@@ -113,12 +113,14 @@ class LeaderClient:
         resp = await self.call("GET", "/manifest", params=params)
         return self._parsed(resp, "manifest", lambda r: decode_manifest(r.body))
 
-    async def rpc_manifests(self, paths: list[str], version: int | None = None) -> list[Manifest | RingFSError]:
-        """``POST /manifests``: per path, in order, its manifest or the error the leader answered for it."""
+    async def rpc_manifests(self, paths: list[str], version: int | None = None,
+                            max_size: int | None = None) -> list[Manifest | RingFSError]:
+        """``POST /manifests``: per path, in order, its manifest or the error the leader answered for it
+        (``PayloadTooLarge`` for a file over ``max_size`` bytes, or past the answer's chunk budget)."""
         if not paths:
             return []
-        resp = await self.call("POST", "/manifests", body=orjson.dumps({"paths": paths, "version": version}),
-                               content_type=JSON)
+        body = orjson.dumps({"paths": paths, "version": version, "max_size": max_size})
+        resp = await self.call("POST", "/manifests", body=body, content_type=JSON)
         entries = self._parsed(resp, "manifests", lambda r: decode_manifests(r.body))
         if len(entries) != len(paths):
             raise UpstreamError(f"{self.peer} answered {len(entries)} manifests for {len(paths)} paths")

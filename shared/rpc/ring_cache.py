@@ -36,11 +36,12 @@ class Placement:
     chunk_size: int
     min_chunk_size: int
     max_chunk_size: int
+    min_write_replicas: int = 1
 
     @classmethod
     def from_view(cls, view: RingView) -> "Placement":
         return cls(Ring.from_view(view), view.replication_factor, view.chunk_size, view.min_chunk_size,
-                   view.max_chunk_size)
+                   view.max_chunk_size, min(view.min_write_replicas, view.replication_factor))
 
     @property
     def epoch(self) -> int:

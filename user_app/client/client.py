@@ -162,7 +162,7 @@ class Client:
 
     def put_many(self, files: list[tuple[str, bytes]], *, create_only: bool = False,
                  chunk_size: int | None = None) -> list[dict]:
-        """Store many small files in one request (``POST /batch/write``: at most 1024 files, 64 MiB). Returns,
+        """Store many small files in one request (``POST /batch/write``: at most 1024 files, 16 MiB). Returns,
         per file in order, ``{"path","version","size","sha256","chunks"}`` or ``{"path","error","status"}``:
         each file is its own write, one failing does not affect the others. Raises :class:`ClientError`
         when the whole request fails."""
