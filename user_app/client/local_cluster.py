@@ -295,7 +295,9 @@ class LocalCluster:
         """An httpx ``Auth`` signing requests to the leader and chunk servers (None when insecure)."""
         return None if self.insecure else ClusterSigner(self.cluster_secret)
 
-    def start(self) -> "LocalCluster":
+    def prepare(self) -> None:
+        """The first half of ``start``: the data dir, its identity and the environment every service shares
+        (``ringfs up``'s supervisor calls it, then starts the services one by one with ``new_*``)."""
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.root = self.ensure_identity()
@@ -308,13 +310,10 @@ class LocalCluster:
             files = ensure_local_tls(self.data_dir, [self.host])
             env.update(TLS_CERT_FILE=str(files.cert), TLS_KEY_FILE=str(files.key), TLS_CA_FILE=str(files.ca))
         self.env = env
-        leader_env = {**env, "DATA_DIR": str(self.data_dir / "leader")}
-        if self.root is not None:
-            leader_env.update(ROOT_ACCESS_KEY=self.root.access_key, ROOT_SECRET_KEY=self.root.secret_key)
-        if self.database_url:
-            leader_env["DATABASE_URL"] = self.database_url
-        self.leader = Service("leader", "leader", self.leader_port or free_port(), leader_env,
-                              self.data_dir / "logs" / "leader.log").start()
+
+    def start(self) -> "LocalCluster":
+        self.prepare()
+        self.leader = self.new_leader().start()
         for _ in range(self.chunk_servers):
             self.add_chunk_server(wait_registered=False)
         self.wait_registered(self.chunk_servers)
@@ -322,27 +321,49 @@ class LocalCluster:
             self.add_user_app(port=self.user_app_port if i == 0 and self.user_app_port else 0)
         return self
 
+    def new_leader(self) -> Service:
+        """The leader's ``Service``, not started (after ``prepare``)."""
+        leader_env = {**self.env, "DATA_DIR": str(self.data_dir / "leader")}
+        if self.root is not None:
+            leader_env.update(ROOT_ACCESS_KEY=self.root.access_key, ROOT_SECRET_KEY=self.root.secret_key)
+        if self.database_url:
+            leader_env["DATABASE_URL"] = self.database_url
+        return Service("leader", "leader", self.leader_port or free_port(), leader_env,
+                       self.data_dir / "logs" / "leader.log")
+
+    def chunk_server_port(self) -> int:
+        """The port the next chunk server gets: the next one after ``chunk_server_base_port``, else a free one."""
+        return self.chunk_server_base_port + len(self.servers) if self.chunk_server_base_port else free_port()
+
+    def new_chunk_server(self, env: dict[str, str] | None = None, port: int = 0) -> Service:
+        """The next chunk server's ``Service`` (``chunk_server_<len(servers)+1>``), not started nor added."""
+        i = len(self.servers) + 1
+        port = port or self.chunk_server_port()
+        scheme = "https" if self.tls else "http"
+        svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
+                   "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}", **(env or {})}
+        return Service("chunk_server", f"chunk_server_{i}", port, svc_env,
+                       self.data_dir / "logs" / f"chunk_server_{i}.log")
+
     def add_chunk_server(self, wait_registered: bool = True, env: dict[str, str] | None = None,
                          port: int = 0) -> Service:
         """Start one more chunk server (scale-out) and, by default, wait until the leader has it. ``env``
         overrides its settings (e.g. an ``ADVERTISE_URL`` behind a proxy); ``port`` picks its port."""
-        i = len(self.servers) + 1
-        port = port or (self.chunk_server_base_port + i - 1 if self.chunk_server_base_port else free_port())
-        scheme = "https" if self.tls else "http"
-        svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
-                   "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}", **(env or {})}
-        svc = Service("chunk_server", f"chunk_server_{i}", port, svc_env,
-                      self.data_dir / "logs" / f"chunk_server_{i}.log").start()
+        svc = self.new_chunk_server(env, port).start()
         self.servers.append(svc)
         if wait_registered:
             self.wait_registered(len([s for s in self.servers if s.alive]))
         return svc
 
-    def add_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
+    def new_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
+        """The next user app's ``Service``, not started nor added."""
         i = len(self.apps) + 1
         svc_env = {**self.env, "LEADER_URL": self.leader_url, **(env or {})}
-        svc = Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
-                      self.data_dir / "logs" / f"user_app_{i}.log").start()
+        return Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
+                       self.data_dir / "logs" / f"user_app_{i}.log")
+
+    def add_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
+        svc = self.new_user_app(port, env).start()
         self.apps.append(svc)
         return svc
 
