@@ -63,7 +63,7 @@ def main(argv=None) -> int:
            "git": git_rev, "python": platform.python_version(), "cpus": os.cpu_count(),
            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "env": {**env, **app_env}, "data_dir": str(data_dir), "results": {}, "figures": [], "cpu": {},
-           "user_app_hwm": {}, "page_cache": ""}
+           "user_app_hwm": {}, "ops": {}, "page_cache": ""}
 
     w.log(f"starting cluster under {data_dir} (env {doc['env'] or '{}'})")
     cluster = start_cluster(data_dir, env)
@@ -82,6 +82,7 @@ def main(argv=None) -> int:
 
     doc["cpu"] = bench.cpu
     doc["user_app_hwm"] = bench.app_hwm
+    doc["ops"] = bench.ops
     doc["page_cache"] = bench.cache_drop
     doc["peak_rss_mib"] = bench.peak_rss
     doc["peak_rss_largest_process_mib"] = bench.peak_rss_single

@@ -55,7 +55,7 @@ def weed_large_write(b: w.Bench, rep: int) -> tuple[dict, dict]:
     path = f"bench/{b.run_id}/large_write/r{rep}.bin"
     size = b.large_mib * 1024 * 1024
     h = hashlib.sha256()
-    with Conn(b.url) as c, b.phase("large_write"):
+    with Conn(b.url) as c, b.phase("large_write", b.large_mib, "MiB"):
         t0 = time.perf_counter()
         body = c.put_stream(path, w._random_blocks(size, rep * 7919, h), size)
         secs = time.perf_counter() - t0

@@ -61,6 +61,19 @@ def _fmt(v) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
+def cpu_per_op(doc: dict, phase: str) -> tuple[str, str, str]:
+    """(services ms per operation, client ms per operation, the operation's unit) for ``phase``: the
+    median over repetitions of CPU seconds summed over every service process (and, apart, the client's),
+    divided by the operations one repetition does (files, or MiB for the large phases)."""
+    ops, unit = (doc.get("ops") or {}).get(phase) or (0, "")
+    reps = doc["cpu"].get(phase) or []
+    if not ops or not reps:
+        return "-", "-", unit or "-"
+    services = statistics.median([sum(v for k, v in rep.items() if k != "client") for rep in reps])
+    client = statistics.median([rep.get("client", 0.0) for rep in reps])
+    return _fmt(services / ops * 1e3), _fmt(client / ops * 1e3), unit
+
+
 def print_table(doc: dict, console: Console | None = None) -> None:
     console = console or Console(width=None if Console().is_terminal else 150)
     t = Table(title=f"RingFS benchmark ({doc['date']}, median of {doc['args']['repeat']})")
@@ -78,11 +91,14 @@ def print_table(doc: dict, console: Console | None = None) -> None:
         c.add_column("phase")
         for s in [*services, "client"]:
             c.add_column(s, justify="right")
+        c.add_column("services ms/op", justify="right")
+        c.add_column("client ms/op", justify="right")
+        c.add_column("op", justify="left")
         c.add_column("user app VmHWM MiB", justify="right")
         for phase, reps in doc["cpu"].items():
             cells = [_fmt(statistics.median([rep.get(s, 0.0) for rep in reps])) for s in [*services, "client"]]
             hwm = doc["user_app_hwm"].get(phase) or []
-            c.add_row(phase, *cells, _fmt(max(hwm)) if hwm else "-")
+            c.add_row(phase, *cells, *cpu_per_op(doc, phase), _fmt(max(hwm)) if hwm else "-")
         console.print(c)
 
     console.print(f"page cache before reads: {doc['page_cache'] or 'n/a'}; env: {doc['env'] or '{}'}; "

@@ -55,6 +55,8 @@ class Bench:
     cpu: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     # phase -> rep list of the user app's VmHWM at the end of the phase (it was restarted before reads)
     app_hwm: dict[str, list[float]] = field(default_factory=dict)
+    # phase -> (operations in one repetition, their unit: "file" or "MiB"), for CPU per operation
+    ops: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -78,7 +80,11 @@ class Bench:
         self.cache_drop = cl.drop_caches()
 
     @contextmanager
-    def phase(self, name: str):
+    def phase(self, name: str, ops: float, unit: str = "file"):
+        """Measure one repetition of phase ``name``: CPU seconds of every service and of the client, and
+        the user app's VmHWM. ``ops`` operations of ``unit`` ("file" or "MiB") are done inside it; the
+        report divides the CPU by them (CPU per operation is steadier than throughput on a shared box)."""
+        self.ops[name] = (ops, unit)
         before = self.cpu_snapshot()
         yield
         after = self.cpu_snapshot()
@@ -97,7 +103,7 @@ def small_write(b: Bench, rep: int) -> tuple[dict, dict]:
     paths = b.paths("small", rep)
     data = [os.urandom(FILE_SIZE) for _ in paths]
     lat = []
-    with Conn(b.url) as c, b.phase("small_write"):
+    with Conn(b.url) as c, b.phase("small_write", len(paths)):
         t0 = time.perf_counter()
         for p, d in zip(paths, data):
             s = time.perf_counter()
@@ -114,7 +120,7 @@ def small_read(b: Bench, rep: int, state: dict) -> dict:
     b.before_read()
     lat = []
     bad = 0
-    with Conn(b.url) as c, b.phase("small_read"):
+    with Conn(b.url) as c, b.phase("small_read", len(paths)):
         t0 = time.perf_counter()
         for p, d in zip(paths, data):
             s = time.perf_counter()
@@ -159,7 +165,7 @@ def _run_par(b: Bench, phase: str, mode: str, paths: list[str], expected: list[s
     ctx = mp.get_context("fork")
     barrier, queue = ctx.Barrier(CLIENT_PROCS), ctx.Queue()
     slices = [list(range(i, len(paths), CLIENT_PROCS)) for i in range(CLIENT_PROCS)]
-    with b.phase(phase):
+    with b.phase(phase, len(paths)):
         procs = [ctx.Process(target=_par_worker, args=(mode, b.url, [paths[j] for j in s],
                                                          [expected[j] for j in s] if expected else None,
                                                          barrier, queue)) for s in slices]
@@ -215,7 +221,7 @@ def tree_put(b: Bench, rep: int) -> tuple[dict, dict]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(os.urandom(FILE_SIZE))
     remote = f"bench/{b.run_id}/tree/r{rep}"
-    with b.phase("tree_put"):
+    with b.phase("tree_put", b.files):
         secs = _cli(["put", "-r", str(local), remote, "--url", b.url])
     return {"files_per_s": b.files / secs, "seconds": secs}, {"local": local, "remote": remote}
 
@@ -225,7 +231,7 @@ def tree_get(b: Bench, rep: int, state: dict) -> dict:
     dst = b.workdir / f"tree_dst_r{rep}"
     shutil.rmtree(dst, ignore_errors=True)
     b.before_read()
-    with b.phase("tree_get"):
+    with b.phase("tree_get", b.files):
         secs = _cli(["get", "-r", remote, str(dst), "--url", b.url])
     want = sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
     have = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
@@ -259,7 +265,7 @@ def large_write(b: Bench, rep: int, chunk_size: int | None = None) -> tuple[dict
     size = b.large_mib * 1024 * 1024
     h = hashlib.sha256()
     query = f"chunk_size={chunk_size}" if chunk_size else ""
-    with Conn(b.url) as c, b.phase(name):
+    with Conn(b.url) as c, b.phase(name, b.large_mib, "MiB"):
         t0 = time.perf_counter()
         body = c.put_stream(path, _random_blocks(size, rep * 7919 + (chunk_size or 0), h), size, query)
         secs = time.perf_counter() - t0
@@ -275,7 +281,7 @@ def large_write(b: Bench, rep: int, chunk_size: int | None = None) -> tuple[dict
 def large_read(b: Bench, rep: int, state: dict, chunk_size: int | None = None) -> dict:
     name = "large_read" if chunk_size is None else f"large_read_{chunk_size // 1024}k"
     b.before_read()
-    with Conn(b.url) as c, b.phase(name):
+    with Conn(b.url) as c, b.phase(name, b.large_mib, "MiB"):
         t0 = time.perf_counter()
         n, digest = c.get_stream_sha256(state["path"])
         secs = time.perf_counter() - t0
