@@ -76,7 +76,8 @@ class Membership:
         view = RingView(epoch=epoch, replication_factor=s.replication_factor,
                         min_write_replicas=s.min_write_replicas, chunk_size=s.chunk_size,
                         min_chunk_size=s.min_chunk_size, max_chunk_size=s.max_chunk_size,
-                        servers=ring_servers, vnodes=vnodes)
+                        target_chunks_per_file=s.target_chunks_per_file,
+                        streamed_chunk_size=s.streamed_chunk_size, servers=ring_servers, vnodes=vnodes)
         doc = view.model_dump()
         self.ring_json = orjson.dumps(doc)
         self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})

@@ -81,6 +81,11 @@ class LeaderSettings(ServiceSettings):
     # well inside one request.
     min_chunk_size: int = Field(default=1024, ge=1)
     max_chunk_size: int = Field(default=4 * 1024 * 1024, ge=1)
+    # The chunk-size policy (shared/chunk_size.py): a file's chunks grow (CHUNK_SIZE x 2^k, at most
+    # MAX_CHUNK_SIZE) so it has at most this many; 0 = every file gets CHUNK_SIZE. An upload of unknown
+    # size that passes CHUNK_SIZE x TARGET_CHUNKS_PER_FILE bytes gets STREAMED_CHUNK_SIZE.
+    target_chunks_per_file: int = Field(default=4096, ge=0)
+    streamed_chunk_size: int = Field(default=64 * 1024, ge=1)
     virtual_nodes: int = Field(default=64, ge=1, le=4096)
     health_check_interval: float = Field(default=10.0, gt=0)
     # Reference design: 1-4 missed checks = unhealthy, 5 = removed from the ring.
@@ -112,6 +117,8 @@ class LeaderSettings(ServiceSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve()}/leader.db"
         if not (self.min_chunk_size <= self.chunk_size <= self.max_chunk_size):
             raise ValueError("CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
+        if not (self.min_chunk_size <= self.streamed_chunk_size <= self.max_chunk_size):
+            raise ValueError("STREAMED_CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
         return self
 
 

@@ -48,3 +48,28 @@ async def pieces(stream: AsyncIterator[bytes], chunk_size: int, piece_size: int)
             offset += target
     if buf:
         yield split_piece(bytes(buf), chunk_size, offset)
+
+
+async def read_ahead(stream: AsyncIterator[bytes], limit: int) -> tuple[int | None, AsyncIterator[bytes]]:
+    """Buffer ``stream`` until more than ``limit`` bytes have arrived or it ends. Returns the stream's
+    size in bytes when it ended within ``limit`` (else ``None``) and an iterator over the whole stream,
+    buffered blocks first. Memory held: at most ``limit`` bytes plus one block."""
+    held: list[bytes] = []
+    total = 0
+    ended = True
+    async for block in stream:
+        held.append(block)
+        total += len(block)
+        if total > limit:
+            ended = False
+            break
+
+    async def replay() -> AsyncIterator[bytes]:
+        for block in held:
+            yield block
+        held.clear()
+        if not ended:
+            async for block in stream:
+                yield block
+
+    return (total if ended else None), replay()

@@ -308,6 +308,8 @@ async def cluster(request: Request) -> dict:
         "chunk_size": ring.chunk_size,
         "min_chunk_size": ring.min_chunk_size,
         "max_chunk_size": ring.max_chunk_size,
+        "target_chunks_per_file": ring.target_chunks_per_file,
+        "streamed_chunk_size": ring.streamed_chunk_size,
         "servers": [{**s.model_dump(), "virtual_nodes": shares.get(s.server_id, 0),
                      **usage.get(s.server_id, {"chunks": None, "bytes": None, "disk_bytes": None})}
                     for s in ring.servers],

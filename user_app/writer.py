@@ -39,7 +39,7 @@ from shared.protocol.frames import DIGEST_SIZE
 from shared.protocol.models import PreparedVersion, VersionPrepare
 from shared.ring import ServerInfo, ServerState, chunk_position
 from shared.rpc.ring_cache import Placement, RingCache
-from user_app.chunker import Piece, pieces
+from user_app.chunker import Piece, pieces, read_ahead
 from user_app.metrics import BYTES_IN, UNDER_REPLICATED_WRITES, WRITES
 from user_app.phases import PhaseCalls
 
@@ -116,8 +116,10 @@ class WriteCoordinator:
                     if_match: str | None = None) -> WriteResult:
         """Store ``body`` as the next version of ``path``.
 
-        ``size_hint`` (the request's ``Content-Length``, bytes) lets the chunk list be allocated once:
-        32 bytes per chunk is the only part of the write's memory that grows with the file.
+        ``size_hint`` (the request's ``Content-Length``, bytes) picks the chunk size by the leader's
+        chunk-size policy (``shared/chunk_size.py``; without it up to the policy's threshold is read
+        first) and lets the chunk list be allocated once: 32 bytes per chunk is the only part of the
+        write's memory that grows with the file. ``chunk_size`` (``?chunk_size=``) overrides the policy.
 
         Raises :class:`Unavailable` (503) when fewer healthy servers than the replication factor can be
         reached or the leader is down, :class:`PreconditionFailed` (412) for ``create_only`` on an
@@ -129,7 +131,10 @@ class WriteCoordinator:
         and a folder is a :class:`Conflict` (409).
         """
         placement = await self.rings.get()
-        chunk_size = placement.chunk_size_for_upload(chunk_size)
+        if chunk_size is None and size_hint is None and placement.policy_threshold:
+            # no Content-Length: the policy needs the size, so hold up to its threshold to learn it
+            size_hint, body = await read_ahead(body, placement.policy_threshold)
+        chunk_size = placement.chunk_size_for_upload(chunk_size, size_hint)
         txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor, chunk_size)
         whole = hashlib.sha256()
         digests = _DigestList(size_hint, chunk_size)

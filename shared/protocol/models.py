@@ -113,6 +113,9 @@ class RingView(_Wire):
     vnodes: list[tuple[int, str]]
     # The write quorum: copies of every chunk a write needs to succeed (user_app/writer.py).
     min_write_replicas: int = 1
+    # The chunk-size policy (shared/chunk_size.py); 0 = off.
+    target_chunks_per_file: int = 0
+    streamed_chunk_size: int = 0
 
 
 # ---------------------------------------------------------------- versions (the leader's half of 2PC)

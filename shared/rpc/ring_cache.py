@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared.chunk_size import policy_chunk_size
 from shared.errors import BadRequest, RingFSError
 from shared.protocol.models import RingView
 from shared.ring import Ring
@@ -37,21 +38,34 @@ class Placement:
     min_chunk_size: int
     max_chunk_size: int
     min_write_replicas: int = 1
+    target_chunks_per_file: int = 0  # the chunk-size policy (shared/chunk_size.py); 0 = off
+    streamed_chunk_size: int = 0
 
     @classmethod
     def from_view(cls, view: RingView) -> "Placement":
         return cls(Ring.from_view(view), view.replication_factor, view.chunk_size, view.min_chunk_size,
-                   view.max_chunk_size, min(view.min_write_replicas, view.replication_factor))
+                   view.max_chunk_size, min(view.min_write_replicas, view.replication_factor),
+                   view.target_chunks_per_file, view.streamed_chunk_size or view.chunk_size)
 
     @property
     def epoch(self) -> int:
         return self.ring.epoch
 
-    def chunk_size_for_upload(self, requested: int | None) -> int:
-        """The chunk size of a new upload: the cluster default or a ``?chunk_size=`` within the leader's
-        bounds (bytes). Raises :class:`BadRequest` outside them."""
+    @property
+    def policy_threshold(self) -> int:
+        """Bytes of an upload of unknown size to buffer before its chunk size is chosen: past this the
+        policy no longer gives ``chunk_size`` (0 when the policy is off)."""
+        return self.chunk_size * self.target_chunks_per_file
+
+    def chunk_size_for_upload(self, requested: int | None, size: int | None = None) -> int:
+        """The chunk size (bytes) of a new upload: a ``?chunk_size=`` within the leader's bounds, else the
+        chunk-size policy for a ``size``-byte file (``shared/chunk_size.py``), else, with the size unknown
+        and past :attr:`policy_threshold`, ``streamed_chunk_size``. Raises :class:`BadRequest` for a
+        ``requested`` size outside ``[min_chunk_size, max_chunk_size]``."""
         if requested is None:
-            return self.chunk_size
+            if size is None:
+                return self.streamed_chunk_size if self.target_chunks_per_file else self.chunk_size
+            return policy_chunk_size(size, self.chunk_size, self.max_chunk_size, self.target_chunks_per_file)
         if not self.min_chunk_size <= requested <= self.max_chunk_size:
             raise BadRequest(
                 f"chunk_size must be between {self.min_chunk_size} and {self.max_chunk_size} bytes, got {requested}"

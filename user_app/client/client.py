@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from pathlib import Path
 from typing import IO, Any, Iterator
 from urllib.parse import quote
@@ -68,6 +69,17 @@ def _file_blocks(f: IO[bytes], progress=None) -> Iterator[bytes]:
         yield block
 
 
+def _remaining_size(f: IO[bytes]) -> int | None:
+    """Bytes left to read in ``f`` when it is a regular file, else ``None`` (a pipe or a socket)."""
+    try:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return st.st_size - f.tell()
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 class Client:
     """Talks to one user app over a keep-alive connection pool; safe to share between threads.
 
@@ -116,6 +128,9 @@ class Client:
         headers = {"If-None-Match": "*"} if create_only else {}
         params = {"chunk_size": chunk_size} if chunk_size else None
         content = _file_blocks(data, progress) if hasattr(data, "read") else data
+        size = _remaining_size(data) if hasattr(data, "read") else None
+        if size is not None:  # the chunk-size policy picks the chunk size from it (README "Chunk size")
+            headers["Content-Length"] = str(size)
         return self._request("PUT", f"/files/{self._q(path)}", content=content, headers=headers,
                              params=params).json()
 
