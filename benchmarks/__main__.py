@@ -17,7 +17,8 @@ from benchmarks.cluster import start_cluster
 from benchmarks.runner import measure
 
 WORKLOADS = ["small_write", "small_read", "par_write", "par_read", "tree_put", "tree_get",
-             "large_write", "large_read", "large_write_64k", "large_read_64k"]
+             "large_write", "large_read", "large_write_64k", "large_read_64k",
+             "large_write_1k", "large_read_1k"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -8,24 +8,26 @@ import statistics
 from rich.console import Console
 from rich.table import Table
 
-# figure, workload, metric, unit, target (op, value) or None
+# figure, workload, metric, unit, target (op, value) or None; targets: issue 11 (data plane v2)
 FIGURES = [
-    ("small_write", "small_write", "files_per_s", "files/s", (">=", 500)),
+    ("small_write", "small_write", "files_per_s", "files/s", (">=", 450)),
     ("small_write p50", "small_write", "p50_ms", "ms", None),
     ("small_write p99", "small_write", "p99_ms", "ms", None),
     ("small_read", "small_read", "files_per_s", "files/s", (">=", 1400)),
     ("small_read p50", "small_read", "p50_ms", "ms", None),
     ("small_read p99", "small_read", "p99_ms", "ms", None),
-    ("par_write", "par_write", "files_per_s", "files/s", (">=", 1500)),
-    ("par_read", "par_read", "files_per_s", "files/s", (">=", 4500)),
-    ("tree_put", "tree_put", "files_per_s", "files/s", (">=", 1000)),
-    ("tree_get", "tree_get", "files_per_s", "files/s", (">=", 2500)),
-    ("large_write", "large_write", "mb_per_s", "MB/s", (">=", 100)),
-    ("large_read", "large_read", "mb_per_s", "MB/s", (">=", 300)),
+    ("par_write", "par_write", "files_per_s", "files/s", (">=", 1200)),
+    ("par_read", "par_read", "files_per_s", "files/s", (">=", 3000)),
+    ("tree_put", "tree_put", "files_per_s", "files/s", (">=", 1500)),
+    ("tree_get", "tree_get", "files_per_s", "files/s", (">=", 3000)),
+    ("large_write", "large_write", "mb_per_s", "MB/s", (">=", 120)),
+    ("large_read", "large_read", "mb_per_s", "MB/s", (">=", 400)),
     ("large_write_64k", "large_write_64k", "mb_per_s", "MB/s", None),
     ("large_read_64k", "large_read_64k", "mb_per_s", "MB/s", None),
+    ("large_write_1k", "large_write_1k", "mb_per_s", "MB/s", (">=", 40)),
+    ("large_read_1k", "large_read_1k", "mb_per_s", "MB/s", (">=", 150)),
 ]
-USER_APP_RSS_TARGET = 200.0
+USER_APP_RSS_TARGET = 150.0
 
 
 def _met(value: float, target) -> bool | None:

@@ -301,8 +301,9 @@ PAIRS = [
     ("tree_put", "tree_get", {}),
     ("large_write", "large_read", {}),
     ("large_write_64k", "large_read_64k", {"chunk_size": 65536}),
+    ("large_write_1k", "large_read_1k", {"chunk_size": 1024}),  # the reference design's 1 KB, forced
 ]
 # write name -> (write function, read function)
 FUNCS = {"small_write": (small_write, small_read), "par_write": (par_write, par_read),
          "tree_put": (tree_put, tree_get), "large_write": (large_write, large_read),
-         "large_write_64k": (large_write, large_read)}
+         "large_write_64k": (large_write, large_read), "large_write_1k": (large_write, large_read)}
