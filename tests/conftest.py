@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.auth import AUTH_ENV, ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+from tests.utils.auth import AUTH_ENV, ROOT_ACCESS_KEY, ROOT_SECRET_KEY, authed_client
 from user_app.client.local_cluster import LocalCluster
 from user_app.client import Client
 
@@ -113,6 +113,21 @@ def cluster(tmp_path_factory):
                      database_url=database_url_for(data))
     with c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def http(cluster):
+    """An httpx client on the shared cluster's user API, with the root key."""
+    with authed_client(base_url=cluster.url, timeout=60) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def leader(cluster):
+    """The shared cluster's leader, called directly with the cluster credential (modules that start
+    their own leader define their own ``leader`` fixture)."""
+    with authed_client(base_url=cluster.leader_url, timeout=30) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -21,18 +21,6 @@ from tests.utils.data import random_bytes, sha256_hex
 CHUNK = 1024  # the test cluster's CHUNK_SIZE
 
 
-@pytest.fixture(scope="module")
-def http(cluster):
-    with authed_client(base_url=cluster.url, timeout=60) as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
-def leader(cluster):
-    with authed_client(base_url=cluster.leader_url, timeout=30) as h:
-        yield h
-
-
 def etag(data: bytes) -> str:
     return f'"{sha256_hex(data)}"'
 

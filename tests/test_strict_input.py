@@ -18,19 +18,6 @@ from tests.utils.data import random_bytes
 CHUNK = 1024  # the test cluster's CHUNK_SIZE
 
 
-@pytest.fixture(scope="module")
-def http(cluster):
-    with authed_client(base_url=cluster.url, timeout=60) as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
-def leader(cluster):
-    """The cluster's leader, called directly with the cluster credential."""
-    with authed_client(base_url=cluster.leader_url, timeout=30) as h:
-        yield h
-
-
 def put_ok(http, path: str, data: bytes) -> dict:
     r = http.put(f"/files/{path}", content=data)
     assert r.status_code == 201, r.text

@@ -5,20 +5,13 @@ from __future__ import annotations
 from http.client import HTTPConnection
 import json
 
-import httpx
 import pytest
 
 from tests.utils.data import random_bytes, sha256_hex
 from user_app.client import Client, ClientError
-from tests.utils.auth import ROOT, authed_client, basic_header, http as signed_http
+from tests.utils.auth import ROOT, basic_header, http as signed_http
 
 EDGE_SIZES = [0, 1, 1023, 1024, 1025, 3 * 1024 * 1024 + 17]
-
-
-@pytest.fixture(scope="module")
-def http(cluster):
-    with authed_client(base_url=cluster.url, timeout=60) as h:
-        yield h
 
 
 
