@@ -7,4 +7,7 @@
 * :mod:`shared.auth.server_identity`: each chunk server's own key (health checks, re-registration).
 * :mod:`shared.auth.sealing`: secrets at rest in the leader's SQL (Fernet).
 * :mod:`shared.auth.key_material`: fresh access key ids and secrets.
+* :mod:`shared.auth.sigv4`: AWS Signature Version 4 verification (header and presigned), for the S3 API.
+* :mod:`shared.auth.aws_chunked`: ``aws-chunked`` upload bodies, every chunk signature checked.
+* :mod:`shared.auth.checksums`: ``x-amz-checksum-*`` (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256) and Content-MD5.
 """
