@@ -40,10 +40,11 @@ async def iter_body(request: Request) -> AsyncIterator[bytes]:
     blocks = request.stream().__aiter__()
     while True:
         try:
-            block = await asyncio.wait_for(anext(blocks), idle)
+            async with asyncio.timeout(idle):  # no task per block, unlike wait_for (rpc_cost: ~20 µs each)
+                block = await anext(blocks)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RequestTimeout(f"no byte of the request body arrived for {idle:g} s") from None
         if block:
             yield block
