@@ -19,7 +19,7 @@ from chunk_server.gc import GarbageCollector, schedule_gc
 from chunk_server.handoff import Handoff
 from chunk_server.metrics import refresh_from
 from chunk_server.registration import Registration
-from chunk_server.routes import BODY_LIMITS, router
+from chunk_server.routes import BODY_LIMITS, fast, router
 from chunk_server.scrub import Scrubber
 from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
@@ -82,4 +82,5 @@ def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -
     install_error_handlers(app)
     install_metrics(app, "chunk_server", refresh_from(app))
     app.include_router(router)
+    fast.install(app)
     return app

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from chunk_server.registration import Registration
@@ -20,6 +20,7 @@ from shared.auth.middleware import request_target
 from shared.auth.rpc_signing import HEADER as CLUSTER_AUTH_HEADER
 from shared.auth.server_identity import health_proof
 from shared.bodies import BodyLimit, read_body
+from shared.fast_routes import FastRoutes, json_body_doc, json_response, query_param, read_model
 from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError, Unauthorized
 from shared.protocol.frames import (
     DIGEST_SIZE, NO_PROOF, NONCE_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest,
@@ -38,6 +39,7 @@ HASH_IN_THREAD_BYTES = 256 * 1024
 DIGESTS_BODY = MAX_DIGESTS_PER_REQUEST * DIGEST_SIZE  # bytes of a read / exists / verify / prove body
 
 router = APIRouter()
+fast = FastRoutes(router)  # the hot endpoints: phase 1 and 3 of a write, reads (shared/fast_routes.py)
 
 TxnId = Annotated[str, Field(pattern=TXN_ID_PATTERN)]
 
@@ -126,16 +128,18 @@ async def _decode_checked(request: Request, decode):
     return decode(body, max_chunk_size)
 
 
-@router.post("/chunks/prepare")
-async def handle_prepare(request: Request, txn_id: Annotated[str, Query(pattern=TXN_ID_PATTERN)]) -> dict:
-    """Phase 1 of the write: store the batch as pending under ``txn_id``."""
+@fast.route("/chunks/prepare", ["POST"], openapi_extra={"parameters": [
+    {"name": "txn_id", "in": "query", "required": True, "schema": {"type": "string", "pattern": TXN_ID_PATTERN}}]})
+async def handle_prepare(request: Request) -> Response:
+    """Phase 1 of the write: store the batch as pending under ``?txn_id=``."""
+    txn_id = query_param(request, "txn_id", TXN_ID_PATTERN)
     chunks = await _decode_checked(request, decode_verified)
     result = await _store(request).prepare(txn_id, chunks)
-    return {"stored": result.stored, "already_committed": result.already_committed}
+    return json_response({"stored": result.stored, "already_committed": result.already_committed})
 
 
-@router.post("/chunks/prepare-many")
-async def handle_prepare_many(request: Request) -> dict:
+@fast.route("/chunks/prepare-many", ["POST"])
+async def handle_prepare_many(request: Request) -> Response:
     """Phase 1 for several txns at once (the user app's prepare batcher): a body of txn sections
     (``shared.protocol.encode_txn_sections``). Every good section is stored in one write transaction;
     a section with a bad frame (400) or a digest mismatch (422) stores nothing and fails alone.
@@ -159,21 +163,24 @@ async def handle_prepare_many(request: Request) -> dict:
                 prev["stored"] += res.stored
                 prev["already_committed"] += res.already_committed
         per_section.append(entry)
-    return {"results": results, "sections": per_section}
+    return json_response({"results": results, "sections": per_section})
 
 
-@router.post("/chunks/commit")
-async def handle_commit(request: Request, body: TxnIdsBody) -> dict:
-    """Phase 3: make the txns' pending chunks readable."""
-    return {"committed": await _store(request).commit(body.txn_ids)}
+@fast.route("/chunks/commit", ["POST"], openapi_extra=json_body_doc(TxnIdsBody))
+async def handle_commit(request: Request) -> Response:
+    """Phase 3: make the txns' pending chunks readable. Body :class:`TxnIdsBody`."""
+    body = await read_model(request, TxnIdsBody)
+    return json_response({"committed": await _store(request).commit(body.txn_ids)})
 
 
-@router.post("/chunks/abort")
-async def handle_abort(request: Request, body: TxnIdsBody) -> dict:
-    return {"aborted": await _store(request).abort(body.txn_ids)}
+@fast.route("/chunks/abort", ["POST"], openapi_extra=json_body_doc(TxnIdsBody))
+async def handle_abort(request: Request) -> Response:
+    """Drop the txns' pending chunks and pins. Body :class:`TxnIdsBody`."""
+    body = await read_model(request, TxnIdsBody)
+    return json_response({"aborted": await _store(request).abort(body.txn_ids)})
 
 
-@router.post("/chunks/read")
+@fast.route("/chunks/read", ["POST"])
 async def handle_read(request: Request) -> Response:
     """Committed chunks as frames, in request order; a ``MISSING`` frame for each one not held."""
     digests = await read_digests(request)
@@ -191,7 +198,7 @@ async def handle_prove(request: Request) -> Response:
     return binary(b"".join(NO_PROOF if data is None else possession_proof(nonce, data) for data in datas))
 
 
-@router.post("/chunks/exists")
+@fast.route("/chunks/exists", ["POST"])
 async def handle_exists(request: Request) -> Response:
     """One ``ChunkPresence`` byte per requested digest."""
     digests = await read_digests(request)

@@ -115,6 +115,8 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> Fas
     install_metrics(app, "leader", refresh_from(app))
     for module in (health, servers, txns, files, trash, gc, fsck, keys):
         app.include_router(module.router)
+    for module in (txns, files):
+        module.fast.install(app)
     return app
 
 

@@ -15,7 +15,7 @@ from shared.http import JSONResponse
 from shared.metrics import install_metrics
 from user_app.admin_routes import router as admin_router
 from user_app.auth.authentication import UserAuthMiddleware
-from user_app.routes import BODY_LIMITS, router
+from user_app.routes import BODY_LIMITS, fast, router
 from user_app.services import Services
 
 
@@ -43,4 +43,5 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
     install_metrics(app, "user_app")
     app.include_router(router)
     app.include_router(admin_router)
+    fast.install(app)
     return app

@@ -18,6 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from shared.bodies import BodyLimit, iter_body, read_body
 from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from shared.fast_routes import FastRoutes
 from shared.numbers import parse_digits, parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
@@ -32,6 +33,8 @@ from user_app.ranges import parse_range
 from user_app.services import Services
 
 router = APIRouter()
+fast = FastRoutes(router)  # PUT and GET of one file, the hot path (shared/fast_routes.py)
+_PATH_PARAM = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 CLUSTER_STATS_TIMEOUT = 2.0  # seconds each chunk server gets to answer GET /cluster's live stats
@@ -81,8 +84,11 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.put("/files/{path:path}", status_code=201)
-async def put_file(path: str, request: Request) -> JSONResponse:
+@fast.route("/files/{path:path}", ["PUT"], status_code=201, openapi_extra={
+    "parameters": [_PATH_PARAM, {"name": "chunk_size", "in": "query", "required": False, "schema": {"type": "integer"}}],
+    "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}}})
+async def put_file(request: Request) -> JSONResponse:
     """Store the raw body as the next version of ``path``; 201 with ``{"path","version","size","sha256",
     "chunks","replicas"}`` and the new ``ETag``. ``?chunk_size=`` overrides the cluster chunk size within
     its bounds.
@@ -115,8 +121,9 @@ async def put_file(path: str, request: Request) -> JSONResponse:
     return JSONResponse(vars(result), status_code=201, headers={"ETag": f'"{result.sha256}"'})
 
 
-@router.api_route("/files/{path:path}", methods=["GET", "HEAD"])
-async def get_file(path: str, request: Request) -> Response:
+@fast.route("/files/{path:path}", ["GET", "HEAD"], openapi_extra={"parameters": [
+    _PATH_PARAM, {"name": "version", "in": "query", "required": False, "schema": {"type": "integer"}}]})
+async def get_file(request: Request) -> Response:
     """The bytes of the latest (or ``?version=N``) version, with ``ETag`` (its SHA-256), ``Last-Modified``
     (its commit time) and ``Range`` support (206, or 416 with ``Content-Range: bytes */size``; an invalid
     ``Range`` is ignored, RFC 9110 §14.2).

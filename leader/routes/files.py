@@ -10,6 +10,7 @@ from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import BodyLimit, read_body
 from shared.errors import BadRequest, RingFSError
+from shared.fast_routes import FastRoutes
 from shared.numbers import parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
@@ -18,6 +19,7 @@ from shared.protocol.models import RenameRequest
 from shared.protocol.rules import MAX_MANIFEST_CHUNKS, MAX_VERSION, OCTET_STREAM, validate_if_match
 
 router = APIRouter()
+fast = FastRoutes(router)  # the read hot path (shared/fast_routes.py)
 
 
 def _version(raw: str | None) -> int | None:
@@ -25,12 +27,18 @@ def _version(raw: str | None) -> int | None:
     return None if raw is None else parse_uint("version", raw, minimum=1, maximum=MAX_VERSION)
 
 
-@router.get("/manifest")
-async def handle_manifest(request: Request, path: str = Query(), version: str | None = Query(default=None)) -> Response:
-    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py), from the manifest
-    cache when it holds the version (leader/manifest_cache.py). The store is taken from ``request``
-    rather than a sync dependency, which FastAPI would run in a worker thread."""
-    entry = await lookups.lookup(request.app.state.store, normalize_path(path), _version(version))
+@fast.route("/manifest", ["GET"], openapi_extra={"parameters": [
+    {"name": "path", "in": "query", "required": True, "schema": {"type": "string"}},
+    {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}}]})
+async def handle_manifest(request: Request) -> Response:
+    """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py) of ``?path=``
+    (latest, or ``?version=N``), from the manifest cache when it holds the version
+    (leader/manifest_cache.py)."""
+    path = request.query_params.get("path")
+    if path is None:
+        raise BadRequest("invalid request: path: Field required")
+    entry = await lookups.lookup(request.app.state.store, normalize_path(path),
+                                 _version(request.query_params.get("version")))
     return Response(entry.manifest, media_type=OCTET_STREAM)
 
 
@@ -38,7 +46,7 @@ async def handle_manifest(request: Request, path: str = Query(), version: str | 
 MAX_MANIFESTS_BODY = 8 * 1024 * 1024
 
 
-@router.post("/manifests")
+@fast.route("/manifests", ["POST"])
 async def handle_manifests(request: Request) -> Response:
     """Binary: per requested path, in order, ``u32 length | payload`` (``encode_manifests``),
     the payload being what ``GET /manifest`` answers or a ``0xFF | {"error","status"}`` entry (400 bad path,

@@ -19,11 +19,13 @@ from leader.store import Store
 from shared.bodies import BodyLimit, JSON_BODY_LIMIT, read_body
 from shared.config import LeaderSettings
 from shared.errors import BadRequest, RingFSError, validation_message
+from shared.fast_routes import FastRoutes, json_body_doc
 from shared.protocol.batches import split_version_sections
 from shared.protocol.models import BatchError, VersionPrepare
 from shared.protocol.rules import MAX_TXNS_PER_BATCH
 
 router = APIRouter()
+fast = FastRoutes(router)  # phases 2 and 4 of every write (shared/fast_routes.py)
 
 
 def parse_prepare(fields: dict) -> VersionPrepare:
@@ -52,7 +54,7 @@ MAX_DIGEST_BODY = 256 * 1024 * 1024
 MAX_BATCH_BODY = 64 * 1024 * 1024
 
 
-@router.post("/txns", status_code=201, openapi_extra={"parameters": [
+@fast.route("/txns", ["POST"], status_code=201, openapi_extra={"parameters": [
     {"name": name, "in": "query", "required": field.is_required(), "schema": {"title": name}}
     for name, field in VersionPrepare.model_fields.items()]})
 async def handle_prepare(request: Request) -> JSONResponse:
@@ -72,7 +74,7 @@ async def handle_prepare(request: Request) -> JSONResponse:
     return JSONResponse(prepared.model_dump(), status_code=201)
 
 
-@router.post("/txns/batch")
+@fast.route("/txns/batch", ["POST"])
 async def handle_prepare_batch(request: Request) -> JSONResponse:
     """Many ``POST /txns`` in one request: body = sections (``split_version_sections``), each a JSON
     :class:`VersionPrepare` and that version's packed digests, at most ``MAX_TXNS_PER_BATCH``. A bad
@@ -117,7 +119,7 @@ class BatchCommit(BaseModel):
     txn_ids: list[str] = Field(max_length=MAX_TXNS_PER_BATCH)
 
 
-@router.post("/txns/batch-commit")
+@fast.route("/txns/batch-commit", ["POST"], openapi_extra=json_body_doc(BatchCommit))
 async def handle_commit_batch(request: Request) -> JSONResponse:
     """Many ``POST /txns/{txn_id}/commit`` in one request: JSON ``{"txn_ids": [...]}`` (at most
     ``MAX_TXNS_PER_BATCH``) -> ``{"results": {"<txn_id>": VersionInfo | {"error","status"}}}``, each
@@ -131,7 +133,7 @@ async def handle_commit_batch(request: Request) -> JSONResponse:
     return JSONResponse({"results": {t: batch_answer(outcome) for t, outcome in zip(txn_ids, committed)}})
 
 
-@router.post("/txns/{txn_id}/commit")
+@fast.route("/txns/{txn_id}/commit", ["POST"])
 async def handle_commit(request: Request) -> JSONResponse:
     """:class:`VersionInfo` of the committed version; 400, 404 unknown, 410 expired (swept), 409 the path
     would be a file and a folder (a live file above or below it), 412 a create-only write lost its race or
