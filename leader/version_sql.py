@@ -160,7 +160,17 @@ _OWN = FILE_VERSIONS.alias("own")
 
 def _live_below(path):
     """SQL: a committed version lies below the folder named by the SQL expression ``path``."""
-    return exists().where(_BELOW.c.state == COMMITTED, _BELOW.c.path >= path + "/", _BELOW.c.path < path + "0")
+    return exists().where(unindexed(_BELOW.c.state) == COMMITTED, _BELOW.c.path >= path + "/",
+                          _BELOW.c.path < path + "0")
+
+
+def unindexed(column):
+    """``column || ''``: the same value, but an expression no index serves, so that the planner walks the
+    path range of ``ix_file_versions_path_state_version`` rather than every committed row of
+    ``ix_file_versions_state_created_at``. Without statistics SQLite prefers the equality on ``state``,
+    and that made each prepare and commit check O(files): 0.7 ms per file at 5,000 files, flat at
+    0.14 ms with this (``tests/test_leader_batch.py`` checks the plan). Works in PostgreSQL alike."""
+    return column.concat("")
 
 
 # Pending plain writes (neither create-only nor conditional) among ``ts``; not locked yet (LOCK_RELATED).
