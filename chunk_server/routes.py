@@ -20,8 +20,9 @@ from shared.auth.middleware import request_target
 from shared.auth.rpc_signing import HEADER as CLUSTER_AUTH_HEADER
 from shared.auth.server_identity import health_proof
 from shared.bodies import BodyLimit, read_body
-from shared.fast_routes import FastRoutes, json_body_doc, json_response, query_param, read_model
+from shared.fast_routes import FastRoutes, json_body_doc, query_param, read_model
 from shared.errors import BadRequest, IntegrityFailure, NotFound, RingFSError, Unauthorized
+from shared.http import JSONResponse
 from shared.protocol.frames import (
     DIGEST_SIZE, NO_PROOF, NONCE_SIZE, encode_frames, iter_frames, iter_txn_sections, parse_hex_digest,
     possession_proof, split_prove_body, unpack_digests,
@@ -135,7 +136,7 @@ async def handle_prepare(request: Request) -> Response:
     txn_id = query_param(request, "txn_id", TXN_ID_PATTERN)
     chunks = await _decode_checked(request, decode_verified)
     result = await _store(request).prepare(txn_id, chunks)
-    return json_response({"stored": result.stored, "already_committed": result.already_committed})
+    return JSONResponse({"stored": result.stored, "already_committed": result.already_committed})
 
 
 @fast.route("/chunks/prepare-many", ["POST"])
@@ -163,21 +164,21 @@ async def handle_prepare_many(request: Request) -> Response:
                 prev["stored"] += res.stored
                 prev["already_committed"] += res.already_committed
         per_section.append(entry)
-    return json_response({"results": results, "sections": per_section})
+    return JSONResponse({"results": results, "sections": per_section})
 
 
 @fast.route("/chunks/commit", ["POST"], openapi_extra=json_body_doc(TxnIdsBody))
 async def handle_commit(request: Request) -> Response:
     """Phase 3: make the txns' pending chunks readable. Body :class:`TxnIdsBody`."""
     body = await read_model(request, TxnIdsBody)
-    return json_response({"committed": await _store(request).commit(body.txn_ids)})
+    return JSONResponse({"committed": await _store(request).commit(body.txn_ids)})
 
 
 @fast.route("/chunks/abort", ["POST"], openapi_extra=json_body_doc(TxnIdsBody))
 async def handle_abort(request: Request) -> Response:
     """Drop the txns' pending chunks and pins. Body :class:`TxnIdsBody`."""
     body = await read_model(request, TxnIdsBody)
-    return json_response({"aborted": await _store(request).abort(body.txn_ids)})
+    return JSONResponse({"aborted": await _store(request).abort(body.txn_ids)})
 
 
 @fast.route("/chunks/read", ["POST"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from typing import Any, Awaitable, Callable
 
-import orjson
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -33,11 +32,6 @@ from shared.bodies import JSON_BODY_LIMIT, read_body
 from shared.errors import BadRequest, validation_message
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def json_response(content: Any, status_code: int = 200) -> Response:
-    """``content`` as JSON (orjson), without FastAPI's ``jsonable_encoder`` pass."""
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
 class _NamedRoute(Route):

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from shared.errors import install_error_handlers
-from shared.fast_routes import FastRoutes, json_body_doc, json_response, query_param, read_model
+from shared.fast_routes import FastRoutes, json_body_doc, query_param, read_model
+from shared.http import JSONResponse
 
 
 class Body(BaseModel):
@@ -25,7 +26,7 @@ def make_app() -> FastAPI:
         body = await read_model(request, Body)
         tag = query_param(request, "tag", r"^[a-z]{1,8}$")
         route = request.scope["route"]
-        return json_response({"name": request.path_params["name"], "names": body.names, "tag": tag,
+        return JSONResponse({"name": request.path_params["name"], "names": body.names, "tag": tag,
                               "served_by": type(route).__module__, "template": route.path})
 
     @router.delete("/things/{name}")
