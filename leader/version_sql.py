@@ -169,7 +169,7 @@ def unindexed(column):
     path range of ``ix_file_versions_path_state_version`` rather than every committed row of
     ``ix_file_versions_state_created_at``. Without statistics SQLite prefers the equality on ``state``,
     and that made each prepare and commit check O(files): 0.7 ms per file at 5,000 files, flat at
-    0.14 ms with this (``tests/test_leader_batch.py`` checks the plan). Works in PostgreSQL alike."""
+    0.14 ms with this (``tests/test_query_plans.py`` checks the plans). Works in PostgreSQL alike."""
     return column.concat("")
 
 

@@ -90,8 +90,8 @@ async def healthz() -> dict:
                                                                                          "format": "binary"}}}}})
 async def put_file(request: Request) -> JSONResponse:
     """Store the raw body as the next version of ``path``; 201 with ``{"path","version","size","sha256",
-    "chunks","replicas"}`` and the new ``ETag``. ``?chunk_size=`` overrides the cluster chunk size within
-    its bounds.
+    "chunks","replicas"}`` and the new ``ETag``. The chunk size follows the file's ``Content-Length`` by the
+    leader's chunk-size policy (``shared/chunk_size.py``); ``?chunk_size=`` overrides it within its bounds.
 
     Conditional (RFC 9110 §13.1): ``If-None-Match: *`` makes it create-only, ``If-Match: *`` or
     ``If-Match: "<sha256>", ...`` makes it replace only a live version with one of those ETags; either
