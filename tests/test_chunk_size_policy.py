@@ -164,3 +164,28 @@ def test_edit_in_place_shares_all_untouched_chunks(pclient):
     assert len(a) == len(b) == 15
     assert [i for i in range(15) if a[i] != b[i]] == [50_000 // (8 * KIB)]
     assert pclient.get("policy/edited.bin") == new and pclient.get("policy/edited.bin", version=1) == old
+
+
+def test_a_file_that_changes_while_it_is_uploaded(pclient, tmp_path):
+    """The client announces a regular file's length: a file that grows meanwhile is stored as it was when
+    the upload began; one that shrinks is refused, and nothing of it is stored."""
+    from user_app.client.client import ClientError
+
+    local = tmp_path / "growing.log"
+    original = os.urandom(3 * MIB)  # three of the client's 1 MiB reads
+    local.write_bytes(original)
+
+    def grow(_n: int) -> None:  # another program appends while the upload reads the file
+        with open(local, "ab") as f:
+            f.write(b"x" * 100 * KIB)
+
+    with open(local, "rb") as f:
+        assert pclient.put("policy/growing.log", f, progress=grow)["size"] == len(original)
+    assert pclient.get("policy/growing.log") == original
+
+    local.write_bytes(original)
+    with open(local, "rb") as f, pytest.raises(ClientError, match="shrank while it was uploaded"):
+        pclient.put("policy/shrinking.log", f, progress=lambda _n: os.truncate(local, MIB + MIB // 2))
+    with pytest.raises(ClientError) as missing:
+        pclient.stat("policy/shrinking.log")
+    assert missing.value.status == 404

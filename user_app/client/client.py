@@ -69,6 +69,22 @@ def _file_blocks(f: IO[bytes], progress=None) -> Iterator[bytes]:
         yield block
 
 
+def _exactly(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``blocks``: the ``Content-Length`` announced. A file that grew while it
+    was read is sent as it was when the upload began (what was appended is not); one that shrank raises
+    :class:`ClientError`, and the request is cut off before its last byte, so the user app aborts the
+    write and keeps nothing of it."""
+    sent = 0
+    for block in blocks:
+        if sent + len(block) >= size:
+            yield block[: size - sent]
+            return
+        sent += len(block)
+        yield block
+    if sent != size:
+        raise ClientError(0, f"the file shrank while it was uploaded ({sent} of {size} bytes); nothing was stored")
+
+
 def _remaining_size(f: IO[bytes]) -> int | None:
     """Bytes left to read in ``f`` when it is a regular file, else ``None`` (a pipe or a socket)."""
     try:
@@ -123,14 +139,17 @@ class Client:
     def put(self, path: str, data: bytes | IO[bytes] | Iterator[bytes], *, create_only: bool = False,
             chunk_size: int | None = None, progress=None) -> dict:
         """Store ``data`` (bytes, a binary file object or an iterator of bytes, streamed) as the next version
-        of ``path``. Returns ``{"path","version","size","sha256","chunks"}``. Raises :class:`ClientError`
-        (412 when ``create_only`` and the path exists)."""
+        of ``path``. A regular file is sent with its ``Content-Length``. Returns ``{"path","version","size",
+        "sha256","chunks"}``; a file that grows meanwhile is stored as it was when the upload began. Raises
+        :class:`ClientError` (412 when ``create_only`` and the path exists; status 0 when a file shrank while
+        it was read, and then nothing is stored)."""
         headers = {"If-None-Match": "*"} if create_only else {}
         params = {"chunk_size": chunk_size} if chunk_size else None
         content = _file_blocks(data, progress) if hasattr(data, "read") else data
         size = _remaining_size(data) if hasattr(data, "read") else None
         if size is not None:  # the chunk-size policy picks the chunk size from it (README "Chunk size")
             headers["Content-Length"] = str(size)
+            content = _exactly(content, size)
         return self._request("PUT", f"/files/{self._q(path)}", content=content, headers=headers,
                              params=params).json()
 
