@@ -66,6 +66,20 @@ SPECIAL_KEYS = [
 ]
 
 
+class _Crc32cForBotocore(httpchecksum.BaseChecksum):
+    """CRC32C for botocore, which has it only with awscrt: backed by shared/auth/checksums, so the
+    client frames bodies with crc32c trailers exactly as boto3 does."""
+
+    def __init__(self):
+        self._c = Checksum("crc32c")
+
+    def update(self, chunk):
+        self._c.update(chunk)
+
+    def digest(self):
+        return self._c.digest()
+
+
 def lookup(key_id: str) -> str | None:
     return SK if key_id == AK else None
 
@@ -423,17 +437,7 @@ def test_botocore_client_unsigned_trailer_crc32c(monkeypatch):
             getattr(httpchecksum, "_SUPPORTED_CHECKSUM_ALGORITHMS", None), list):
         pytest.skip("botocore's checksum registry changed")
 
-    class Crc32c(httpchecksum.BaseChecksum):
-        def __init__(self):
-            self._c = Checksum("crc32c")
-
-        def update(self, chunk):
-            self._c.update(chunk)
-
-        def digest(self):
-            return self._c.digest()
-
-    monkeypatch.setitem(httpchecksum._CHECKSUM_CLS, "crc32c", Crc32c)
+    monkeypatch.setitem(httpchecksum._CHECKSUM_CLS, "crc32c", _Crc32cForBotocore)
     monkeypatch.setattr(httpchecksum, "_SUPPORTED_CHECKSUM_ALGORITHMS",
                         [*httpchecksum._SUPPORTED_CHECKSUM_ALGORITHMS, "crc32c"])
     client = CapturingClient("https://127.0.0.1:9000")
@@ -851,17 +855,6 @@ def test_decoded_length_and_trailing_garbage():
 
 # ---------------------------------------------------------------------------------------------------
 # STREAMING-UNSIGNED-PAYLOAD-TRAILER built by botocore's own AwsChunkedWrapper
-
-
-class _Crc32cForBotocore:
-    def __init__(self):
-        self._c = Checksum("crc32c")
-
-    def update(self, chunk):
-        self._c.update(chunk)
-
-    def b64digest(self):
-        return self._c.b64digest()
 
 
 def _unsigned_trailer(data: bytes, alg: str, chunk_size: int = 1024 * 1024):
