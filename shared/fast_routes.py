@@ -85,11 +85,12 @@ def json_body_doc(model: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def query_param(request: Request, name: str, pattern: str) -> str:
-    """The query parameter ``name``, which must fully match ``pattern``. Raises :class:`BadRequest`."""
+def query_param(request: Request, name: str, pattern: str | None = None) -> str:
+    """The required query parameter ``name``, which must fully match ``pattern`` when one is given.
+    Raises :class:`BadRequest`."""
     value = request.query_params.get(name)
     if value is None:
         raise BadRequest(f"invalid request: {name}: Field required")
-    if re.fullmatch(pattern, value) is None:
+    if pattern is not None and re.fullmatch(pattern, value) is None:
         raise BadRequest(f"invalid request: {name}: String should match pattern '{pattern}'")
     return value

@@ -10,7 +10,7 @@ from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import BodyLimit, read_body
 from shared.errors import BadRequest, RingFSError
-from shared.fast_routes import FastRoutes
+from shared.fast_routes import FastRoutes, query_param
 from shared.numbers import parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
@@ -34,10 +34,7 @@ async def handle_manifest(request: Request) -> Response:
     """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py) of ``?path=``
     (latest, or ``?version=N``), from the manifest cache when it holds the version
     (leader/manifest_cache.py)."""
-    path = request.query_params.get("path")
-    if path is None:
-        raise BadRequest("invalid request: path: Field required")
-    entry = await lookups.lookup(request.app.state.store, normalize_path(path),
+    entry = await lookups.lookup(request.app.state.store, normalize_path(query_param(request, "path")),
                                  _version(request.query_params.get("version")))
     return Response(entry.manifest, media_type=OCTET_STREAM)
 

@@ -16,10 +16,10 @@ from leader import txns
 from leader.new_version import NewVersion, check_digest_length, digest_length, new_version
 from leader.routes import get_store
 from leader.store import Store
-from shared.bodies import BodyLimit, JSON_BODY_LIMIT, read_body
+from shared.bodies import BodyLimit, read_body
 from shared.config import LeaderSettings
 from shared.errors import BadRequest, RingFSError, validation_message
-from shared.fast_routes import FastRoutes, json_body_doc
+from shared.fast_routes import FastRoutes, json_body_doc, read_model
 from shared.protocol.batches import split_version_sections
 from shared.protocol.models import BatchError, VersionPrepare
 from shared.protocol.rules import MAX_TXNS_PER_BATCH
@@ -124,10 +124,7 @@ async def handle_commit_batch(request: Request) -> JSONResponse:
     """Many ``POST /txns/{txn_id}/commit`` in one request: JSON ``{"txn_ids": [...]}`` (at most
     ``MAX_TXNS_PER_BATCH``) -> ``{"results": {"<txn_id>": VersionInfo | {"error","status"}}}``, each
     exactly what the single commit answers (a repeated id is committed once). 400 for a bad body."""
-    try:
-        body = BatchCommit.model_validate_json(await read_body(request, JSON_BODY_LIMIT))
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+    body = await read_model(request, BatchCommit)
     txn_ids = list(dict.fromkeys(body.txn_ids))
     committed = await txns.commit_many(request.app.state.store, txn_ids)
     return JSONResponse({"results": {t: batch_answer(outcome) for t, outcome in zip(txn_ids, committed)}})
