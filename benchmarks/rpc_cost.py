@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
@@ -110,8 +109,6 @@ def main(argv=None) -> None:
         serve_floor(args.serve_floor, args.port)
         return
 
-    from shared.auth.rpc_signing import PURPOSE, SigningKey
-    from shared.auth.cluster_secret import parse_secret
     from shared.rpc.transport import Transport
     from user_app.client.local_cluster import LocalCluster, free_port, wait_until, http_ok
     from user_app.client import Client
@@ -123,8 +120,7 @@ def main(argv=None) -> None:
     floors: list[subprocess.Popen] = []
     try:
         cluster.start()
-        key = SigningKey.for_purpose(parse_secret(cluster.cluster_secret, "the cluster secret"), PURPOSE)
-        transport = Transport(30.0, key)
+        transport = Transport(30.0, cluster.signer().key)  # the cluster's RPC key, as every service signs
         blob = os.urandom(10 * 1024)
         with Client(cluster.url, credentials=cluster.credentials_file) as client:
             client.put("rpc-cost/one.bin", blob, chunk_size=16 * 1024)
