@@ -1,8 +1,8 @@
 """The leader's FastAPI application: store, membership, background jobs and routers.
 
 ``create_app(settings)`` builds it; the lifespan opens the metadata store, loads the cached ring, starts
-APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s), pending sweeper and trash purge
-(both every ``SWEEP_INTERVAL`` s), and closes all of it on shutdown. One RPC transport
+APScheduler's health-check job (every ``HEALTH_CHECK_INTERVAL`` s), pending sweeper, trash purge and
+multipart expiry (each every ``SWEEP_INTERVAL`` s), and closes all of it on shutdown. One RPC transport
 (``shared.rpc``; ``app.state.chunks`` is its chunk-server client) serves the health checks and fsck. The schema must already be at Alembic ``head``
 (``leader.migrations.run_migrations``, called by ``python -m leader``).
 """
@@ -21,9 +21,9 @@ from shared.http import JSONResponse
 from leader import servers_store
 from leader.access_keys import AccessKeys
 from leader.membership import Membership
-from leader.routes import files, fsck, gc, health, keys, servers, trash, txns
+from leader.routes import files, folders, fsck, gc, health, keys, multipart, servers, trash, txns
 from leader.store import Store
-from leader.sweeper import purge_trash_once, sweep_once
+from leader.sweeper import expire_uploads_once, purge_trash_once, sweep_once
 from shared.bodies import BodyLimitMiddleware
 from shared.config import LeaderSettings
 from shared.errors import install_error_handlers
@@ -94,6 +94,8 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> Fas
                           seconds=settings.sweep_interval, max_instances=1, coalesce=True, id="pending_sweeper")
         scheduler.add_job(purge_trash_once, "interval", args=[store, settings.trash_retention],
                           seconds=settings.sweep_interval, max_instances=1, coalesce=True, id="trash_purge")
+        scheduler.add_job(expire_uploads_once, "interval", args=[store, settings.multipart_ttl],
+                          seconds=settings.sweep_interval, max_instances=1, coalesce=True, id="multipart_expiry")
         scheduler.start()
         log.info("leader ready: epoch %d, database %s", membership.epoch, settings.database_url.split("://")[0])
         try:
@@ -110,10 +112,11 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> Fas
     app.state.membership = None
     app.add_middleware(EpochHeaderMiddleware, membership_of=lambda: app.state.membership)
     app.add_middleware(ClusterAuthMiddleware, auth=auth)
-    app.add_middleware(BodyLimitMiddleware, limits=txns.BODY_LIMITS + files.BODY_LIMITS + gc.BODY_LIMITS)
+    app.add_middleware(BodyLimitMiddleware,
+                       limits=txns.BODY_LIMITS + files.BODY_LIMITS + gc.BODY_LIMITS + multipart.BODY_LIMITS)
     install_error_handlers(app)
     install_metrics(app, "leader", refresh_from(app))
-    for module in (health, servers, txns, files, trash, gc, fsck, keys):
+    for module in (health, servers, txns, files, folders, trash, gc, fsck, keys, multipart):
         app.include_router(module.router)
     for module in (txns, files):
         module.fast.install(app)

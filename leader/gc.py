@@ -3,7 +3,8 @@ references (docs/failure-handling.md, "Garbage collection").
 
 The referenced set is computed from SQL at the time of the request, never cached: a chunk server's GC
 round relies on every version registered before the request being seen (the touch-time argument in the
-design). Pending, committed and deleted (trashed) versions all reference their chunks.
+design). Pending, committed and deleted (trashed) versions all reference their chunks, and so do the
+parts of multipart uploads not yet completed or aborted (``leader/parts.py``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from sqlalchemy import select
 
 from leader.models import FileVersion as FV
 from leader.store import Store
-from leader.version_sql import COMMITTED, DELETED, PENDING
+from leader.version_sql import COMMITTED, DELETED, PART, PENDING
 from shared.protocol.frames import DIGEST_SIZE
 
-REFERENCING_STATES = (PENDING, COMMITTED, DELETED)
+REFERENCING_STATES = (PENDING, COMMITTED, DELETED, PART)
 # Rows fetched per round trip while scanning chunk lists: bounds memory whatever the table size.
 SCAN_BATCH_ROWS = 2000
 
 
 async def unreferenced(store: Store, candidates: list[bytes]) -> list[bytes]:
-    """The ``candidates`` (32-byte digests) that no pending, committed or deleted version references, in
-    request order.
+    """The ``candidates`` (32-byte digests) that no pending, committed or deleted version and no part of a
+    live multipart upload references, in request order.
 
     One query streams the ``chunk_digests`` of every referencing row; each digest is tested against a
     Python set of the candidates (so memory is bounded by the request, not the table); the set shrinks as

@@ -47,7 +47,7 @@ def refresh_from(app):
                 select(FileVersion.state, func.count()).group_by(FileVersion.state))).all()
             live = (await session.execute(
                 select(func.count(func.distinct(FileVersion.path))).where(FileVersion.state == "committed"))).scalar()
-        for state in ("pending", "committed", "deleted"):
+        for state in ("pending", "committed", "deleted", "part"):
             VERSIONS.labels(state).set(dict(rows).get(state, 0))
         FILES.set(live or 0)
 

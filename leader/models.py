@@ -1,10 +1,12 @@
 """SQLAlchemy models of the leader's metadata store.
 
-Five tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
+Eight tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
 64-bit so they fit a SQL ``BIGINT``), ``ring_state`` (the single-row ring epoch), ``file_versions`` (one
 row per file version; its ordered chunk list is packed 32-byte digests in one column, never one row per
-chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file) and
-``expired_txns`` (transaction ids whose pending version the sweeper dropped, so their commit answers 410).
+chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file; the
+parts of multipart uploads are rows of it too, ``leader/parts.py``), ``expired_txns`` (transaction ids
+whose pending version the sweeper dropped, so their commit answers 410), ``access_keys``, ``folders``
+(folders created explicitly, which exist without a file below them) and ``multipart_uploads``.
 
 Portable across SQLite and PostgreSQL: no dialect-only SQL; time stamps are float UNIX seconds.
 """
@@ -87,7 +89,9 @@ class RingState(Base):
 
 class FileVersion(Base):
     """One version of one file: ``pending`` (phase 2 of the write), ``committed`` (visible) or
-    ``deleted`` (a tombstone). ``chunk_digests`` is ``chunk_count`` packed 32-byte SHA-256 digests."""
+    ``deleted`` (a tombstone); or one upload of a part of a multipart upload, ``part`` once committed, at
+    a path no file can have (``leader/parts.py``). ``chunk_digests`` is ``chunk_count`` packed 32-byte
+    SHA-256 digests."""
 
     __tablename__ = "file_versions"
     __table_args__ = (
@@ -119,6 +123,12 @@ class FileVersion(Base):
     created_at: Mapped[float] = mapped_column(Float)
     committed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Object metadata (S3), NULL when the writer gave none (every version written before revision 0006):
+    # the entity tag without quotes (shared.protocol.rules.ETAG_PATTERN), the Content-Type, and the user
+    # metadata as canonical JSON text of an object of strings (rules.canonical_user_metadata).
+    etag: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_metadata: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ExpiredTxn(Base):
@@ -147,3 +157,37 @@ class AccessKey(Base):
     grants: Mapped[str] = mapped_column(Text)
     admin: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class Folder(Base):
+    """A folder created explicitly (``POST /folders``; S3 buckets and ``dir/`` markers). A folder exists
+    when it is explicit, or when a live file or an explicit folder lies below it (``leader/folders.py``).
+    ``path`` is a normalized path, compared byte-wise like ``file_versions.path``."""
+
+    __tablename__ = "folders"
+
+    path: Mapped[str] = mapped_column(PathType, primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class MultipartUpload(Base):
+    """An S3 multipart upload not yet completed or aborted (``leader/multipart.py``): the normalized
+    ``path`` it will write and the object metadata that version will get (``content_type``, and
+    ``user_metadata`` as canonical JSON text, as on ``file_versions``). Its parts are ``file_versions``
+    rows in state ``part`` below ``leader.parts.part_prefix(upload_id)``. Upload ids sort as their
+    ``created_at`` (``leader.multipart.new_upload_id``)."""
+
+    __tablename__ = "multipart_uploads"
+    __table_args__ = (
+        # Serves ListMultipartUploads: a range on path (a prefix, the key marker), in (path, created_at,
+        # upload_id) order.
+        Index("ix_multipart_uploads_path_created_at_upload_id", "path", "created_at", "upload_id"),
+        # Serves the expiry: ``created_at < now - MULTIPART_TTL``.
+        Index("ix_multipart_uploads_created_at", "created_at"),
+    )
+
+    upload_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(PathType, nullable=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_metadata: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -7,6 +7,8 @@
 * Trash purge: tombstoned versions older than ``TRASH_RETENTION`` are deleted (docs/failure-handling.md,
   "Trash"); their chunks then become unreferenced and the chunk servers' GC collects them. The same job
   forgets expired transaction ids older than ``txns.EXPIRED_TXN_RETENTION``.
+* Multipart expiry: uploads not completed within ``MULTIPART_TTL`` are aborted, their parts dropped
+  (``leader/multipart.py``); the parts' chunks then become unreferenced and GC collects them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable
 
-from leader import trash, txns
+from leader import multipart, trash, txns
 from leader.store import Store
 
 log = logging.getLogger("ringfs.leader.sweeper")
@@ -47,4 +49,12 @@ async def purge_trash_once(store: Store, retention: float) -> int:
     forgotten = await _quietly("purge of expired transaction ids", txns.forget_expired(store))
     if forgotten:
         log.info("forgot %d transaction id(s) expired more than %.0f s ago", forgotten, txns.EXPIRED_TXN_RETENTION)
+    return n
+
+
+async def expire_uploads_once(store: Store, ttl: float) -> int:
+    """One multipart expiry (the APScheduler job); returns how many uploads were aborted, never raises."""
+    n = await _quietly("multipart expiry", multipart.expire_uploads(store, ttl))
+    if n:
+        log.info("aborted %d multipart upload(s) older than %.0f s", n, ttl)
     return n

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from leader.models import FileVersion as FV
 from leader.store import Store
 from leader.txns import is_a_file, is_a_folder
-from leader.version_sql import (COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, LIVE_BELOW, live_version_exists,
+from leader.version_sql import (COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, IS_FOLDER, live_version_exists,
                                 version_info)
 from shared.errors import Conflict, NotFound
 from shared.paths import ancestors_of
@@ -50,7 +50,8 @@ async def undelete(store: Store, path: str) -> tuple[int, VersionInfo]:
 
     Raises :class:`NotFound` when nothing of ``path`` is in the trash and :class:`Conflict` when the path
     has a live version again (restoring would silently shadow or be shadowed by it), or when it would
-    make one name a file and a folder (a live file above it, or live files below it).
+    make one name a file and a folder (a live file above it, live files below it, or an explicit folder at
+    it or below it).
     """
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the restore ended
     try:
@@ -64,7 +65,7 @@ async def undelete(store: Store, path: str) -> tuple[int, VersionInfo]:
                 raise NotFound(f"nothing in the trash for {path!r}")
             if await live_version_exists(session, path):
                 raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
-            if (await session.execute(LIVE_BELOW, {"path": path})).first() is not None:
+            if (await session.execute(IS_FOLDER, {"path": path})).first() is not None:
                 raise is_a_folder(path)
             above = (await session.execute(select(FV.path).where(
                 FV.state == COMMITTED, FV.path.in_(ancestors_of(path))).limit(1))).first()

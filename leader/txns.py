@@ -16,8 +16,15 @@ error. A batch answers, per transaction, exactly what its single call answers.
 
 A commit also enforces, in its own transaction, the rules that depend on the other versions of the
 namespace: a create-only write needs no live version of its path, a conditional write (``if_match``, RFC
-9110 §13.1.1) one that matches, and no name may be a live file and a folder at once (``shared/paths.py``).
+9110 §13.1.1) one that matches, and no name may be a live file and a folder at once (``shared/paths.py``;
+an explicit folder, ``leader/folders.py``, is a folder as much as one holding files).
 A prepare checks the same rules against what is committed, to fail before the upload is committed.
+
+A part of a multipart upload (``leader/parts.py``) is prepared and committed here too, under rules of its
+own: its upload must exist and write the path the prepare names (checked at prepare, and again at
+commit with the upload's row share-locked), and its commit makes the row a ``part``, with no
+file-or-folder or precondition check (its path is no file's). A commit that finds the upload gone drops
+the row and answers 404.
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import TypeVar
+from typing import Awaitable, Callable, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leader import version_sql as sql
 from leader.new_version import NewVersion
+from leader.parts import COMMIT_PART_ROW, LOCK_UPLOAD, is_part_path, no_such_upload, parse_part_path, upload_refusals
 from leader.store import WRITE_RETRIES, Store
 from shared.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, RingFSError, Unavailable
 from shared.paths import ancestors_of
@@ -122,9 +130,20 @@ async def prepare_many(store: Store, nvs: list[NewVersion]) -> list[PreparedVers
 
 async def _refusals(conn: AsyncConnection, nvs: list[NewVersion]) -> dict[int, RingFSError]:
     """``{index: error}`` for those of ``nvs`` whose prepare is refused against what is committed now:
-    a live file above the path or below it (409), a create-only write of a live path or a conditional
-    one whose ``if_match`` fails (412). One statement per check that applies."""
-    paths = sorted({nv.path for nv in nvs})
+    a live file above the path, a live file or an explicit folder below it or an explicit folder at it
+    (409), a create-only write of a live path or a conditional one whose ``if_match`` fails (412); for a
+    part, no such upload (404) or an upload of another path (400). One statement per check that applies."""
+    refused: dict[int, RingFSError] = {}
+    parts = [(i, nv) for i, nv in enumerate(nvs) if nv.is_part]
+    if parts:
+        asked = [(nv.upload_id, nv.upload_path) for _, nv in parts]
+        for (i, _), refusal in zip(parts, await upload_refusals(conn, asked)):
+            if refusal is not None:
+                refused[i] = refusal
+        nvs_of_files = [nv for nv in nvs if not nv.is_part]
+    else:
+        nvs_of_files = nvs
+    paths = sorted({nv.path for nv in nvs_of_files})
     above = sorted({a for p in paths for a in ancestors_of(p)})
     files = set((await conn.execute(sql.LIVE_PATHS, {"paths": above})).scalars()) if above else set()
     folders: set[str] = set()
@@ -132,12 +151,13 @@ async def _refusals(conn: AsyncConnection, nvs: list[NewVersion]) -> dict[int, R
         group = paths[start : start + sql.ROWS_PER_INSERT]
         binds = {f"asked_{i}": p for i, p in enumerate(group)}
         folders.update((await conn.execute(sql.folders_among(len(group)), binds)).scalars())
-    create_only = sorted({nv.path for nv in nvs if nv.create_only})
+    create_only = sorted({nv.path for nv in nvs_of_files if nv.create_only})
     live = set((await conn.execute(sql.LIVE_PATHS, {"paths": create_only})).scalars()) if create_only else set()
-    conditional = sorted({nv.path for nv in nvs if nv.if_match is not None})
+    conditional = sorted({nv.path for nv in nvs_of_files if nv.if_match is not None})
     current = dict((await conn.execute(sql.LATEST_SHAS, {"paths": conditional})).tuples().all()) if conditional else {}
-    refused: dict[int, RingFSError] = {}
     for i, nv in enumerate(nvs):
+        if nv.is_part:
+            continue
         file_above = next((a for a in ancestors_of(nv.path) if a in files), None)
         if file_above is not None:
             refused[i] = is_a_file(file_above, nv.path)
@@ -156,8 +176,10 @@ def is_a_file(file: str, path: str) -> Conflict:
 
 
 def is_a_folder(path: str) -> Conflict:
-    """409: ``path`` cannot be written as a file, live files are below it."""
-    return Conflict(f"{path!r} is a folder (it holds files), so it cannot be written as a file")
+    """409: ``path`` cannot be written as a file: live files are below it, or it is (or holds) an explicit
+    folder."""
+    return Conflict(f"{path!r} is a folder (it holds files or was created as a folder), so it cannot be "
+                    f"written as a file")
 
 
 def if_match_failed(path: str, current: str | None) -> PreconditionFailed:
@@ -177,9 +199,24 @@ def _insert_params(group: list[NewVersion], now: float) -> dict:
             f"path_{i}": nv.path, f"size_{i}": nv.size, f"sha256_{i}": nv.sha256, f"chunk_size_{i}": nv.chunk_size,
             f"replication_{i}": nv.replication, f"chunk_count_{i}": nv.chunk_count,
             f"chunk_digests_{i}": nv.digests, f"txn_id_{i}": nv.txn_id, f"create_only_{i}": nv.create_only,
-            f"if_match_{i}": nv.if_match, f"created_at_{i}": now, f"ordinal_{i}": ordinal,
+            f"if_match_{i}": nv.if_match, f"created_at_{i}": now, f"ordinal_{i}": ordinal, f"etag_{i}": nv.etag,
+            f"content_type_{i}": nv.content_type, f"user_metadata_{i}": nv.user_metadata,
         })
     return params
+
+
+async def prepare_in(conn: AsyncConnection, nv: NewVersion) -> PreparedVersion:
+    """:func:`prepare` of ``nv`` inside the caller's transaction ``conn``, without retries: for a caller that
+    reads what the version copies in the same transaction (``leader/copy.py``). Raises the refusal
+    :func:`prepare` raises (409, 412); an :class:`IntegrityError` (a lost race for the version number)
+    passes through for the caller to retry in a fresh transaction."""
+    refused = await _refusals(conn, [nv])
+    if refused:
+        raise refused[0]
+    row = (await conn.execute(sql.insert_pending(1), _insert_params([nv], time.time()))).first()
+    if row is None:  # its transaction id expired before
+        raise Conflict(f"txn_id {nv.txn_id!r} was already used")
+    return PreparedVersion(txn_id=nv.txn_id, path=nv.path, version=row.version)
 
 
 # ---------------------------------------------------------------- commit (phase 4)
@@ -227,8 +264,9 @@ async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionIn
     :class:`Conflict` for a write that would make a name a file and a folder (its version is dropped).
 
     Four statements: the writes' rows, their lock with every row a file-or-folder decision depends on
-    (``version_sql.LOCK_RELATED``), the commit of those with no live file below them, and the drop of
-    the refused ones. Among the batch, a write conflicting with an earlier one of the batch is refused."""
+    (``version_sql.LOCK_RELATED``), the commit of those whose path is no folder (no live file below it,
+    no explicit folder at it or below it), and the drop of the refused ones. Among the batch, a write
+    conflicting with an earlier one of the batch is refused."""
     cache = store.cache
     outcomes: dict[str, VersionInfo | RingFSError] = {}
     busy: list[str] = []
@@ -236,6 +274,7 @@ async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionIn
         async with store.write_conn() as conn:
             order = {t: i for i, t in enumerate(txn_ids)}
             own = sorted((await conn.execute(sql.PLAIN_PENDING, {"ts": txn_ids})).all(), key=lambda r: order[r.txn_id])
+            own = [r for r in own if not is_part_path(r.path)]  # parts take the careful path
             if not own:
                 return {}
             above = sorted({a for r in own for a in ancestors_of(r.path)})
@@ -274,8 +313,24 @@ async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionIn
     return outcomes
 
 
-async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
-    """:func:`commit` of a create-only, conditional, already committed, unknown or expired transaction."""
+# Run in a commit's transaction once every rule allows it (:func:`commit_with`): the refusal that drops
+# the pending version instead, or None to commit it.
+Finish = Callable[[AsyncConnection], Awaitable[RingFSError | None]]
+
+
+async def commit_with(store: Store, txn_id: str, finish: Finish) -> VersionInfo:
+    """:func:`commit` of ``txn_id`` (a version of a file), running ``finish(conn)`` in the committing
+    transaction once the commit's own rules allow it: when ``finish`` answers an error, the pending
+    version is dropped and that error raised, else the version commits together with whatever
+    ``finish`` wrote. For a caller whose commit must change more rows atomically (``leader/multipart.py``
+    drops the completed upload). Raises what :func:`commit` raises, and ``finish``'s refusal. An
+    already committed transaction answers its info again without running ``finish``."""
+    return await _commit_careful(store, validate_txn_id(txn_id), finish)
+
+
+async def _commit_careful(store: Store, txn_id: str, finish: Finish | None = None) -> VersionInfo:
+    """:func:`commit` of a create-only, conditional, already committed, unknown or expired transaction, of
+    a part, or of any with a ``finish`` (:func:`commit_with`)."""
     cache = store.cache
     path = None
     refusal: RingFSError | None = None
@@ -286,8 +341,14 @@ async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
                 raise await _missing(conn, txn_id)
             path = head.path
             cache.begin_write(path)
+            part = parse_part_path(path)
             locked = []
-            if head.state == sql.PENDING:
+            upload_alive = True
+            if head.state == sql.PENDING and part is not None:
+                # The upload's row first, share-locked: an abort or a completion that deletes it waits
+                # for this commit, or went first and this one sees the upload gone (leader/parts.py).
+                upload_alive = (await conn.execute(LOCK_UPLOAD, {"upload_id": part[0]})).first() is not None
+            elif head.state == sql.PENDING:
                 # Lock every row of the path and those the file-or-folder rule depends on, in id order, so
                 # concurrent conditional commits of one path serialize on PostgreSQL (READ COMMITTED
                 # re-reads the winner's committed row); on SQLite the store's write lock already
@@ -296,16 +357,22 @@ async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
                     "ids": [head.id], "paths": [path], "ancestors": ancestors_of(path)})).all()
             row = (await conn.execute(sql.TXN_ROW, {"t": txn_id})).first()
             if row is None:
-                raise await _missing(conn, txn_id)
+                raise no_such_upload(part[0], meanwhile=True) if not upload_alive else await _missing(conn, txn_id)
             if row.state != sql.PENDING:
                 info = sql.version_info(row)
             else:
-                refusal = await _commit_refusal(conn, row, locked)
+                if part is not None:
+                    refusal = None if upload_alive else no_such_upload(part[0], meanwhile=True)
+                else:
+                    refusal = await _commit_refusal(conn, row, locked)
+                if refusal is None and finish is not None:
+                    refusal = await finish(conn)
                 if refusal is not None:
                     await conn.execute(sql.DELETE_ROW, {"row_id": row.id})
                 else:
                     info = sql.version_info((await conn.execute(
-                        sql.COMMIT_ROW, {"row_id": row.id, "now": time.time()})).one())
+                        COMMIT_PART_ROW if part is not None else sql.COMMIT_ROW,
+                        {"row_id": row.id, "now": time.time()})).one())
     finally:
         if path is not None:
             cache.end_write(path)
@@ -315,13 +382,14 @@ async def _commit_careful(store: Store, txn_id: str) -> VersionInfo:
 
 
 async def _commit_refusal(conn: AsyncConnection, row, locked: list) -> RingFSError | None:
-    """Why the locked pending ``row`` may not commit now, or None: a live file above its path or below
-    it (409), its create-only or ``if_match`` condition failed (412). ``locked``: LOCK_RELATED's rows."""
+    """Why the locked pending ``row`` may not commit now, or None: a live file above its path, a live file
+    or an explicit folder below it or an explicit folder at it (409), its create-only or ``if_match``
+    condition failed (412). ``locked``: LOCK_RELATED's rows."""
     above = set(ancestors_of(row.path))
     file_above = next((r.path for r in locked if r.path in above and r.state == sql.COMMITTED), None)
     if file_above is not None:
         return is_a_file(file_above, row.path)
-    if (await conn.execute(sql.LIVE_BELOW, {"path": row.path})).first() is not None:
+    if (await conn.execute(sql.IS_FOLDER, {"path": row.path})).first() is not None:
         return is_a_folder(row.path)
     if row.create_only and await sql.live_version_exists(conn, row.path, exclude_id=row.id):
         return PreconditionFailed(f"{row.path!r} was created by another writer first; transaction aborted")

@@ -11,32 +11,41 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import orjson
 from sqlalchemy import Integer, bindparam, delete, exists, false, func, literal, or_, select, union, union_all, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import BindParameter
 
-from leader.models import ExpiredTxn, FileVersion
+from leader.models import ExpiredTxn, FileVersion, Folder
 from shared.protocol.models import VersionInfo
 
 PENDING, COMMITTED, DELETED = "pending", "committed", "deleted"
+# A committed part of a multipart upload (leader/parts.py): never visible as a file, referenced for GC.
+PART = "part"
 
 FILE_VERSIONS = FileVersion.__table__
 EXPIRED_TXNS = ExpiredTxn.__table__
+FOLDERS = Folder.__table__
 _C = FILE_VERSIONS.c
 _E = EXPIRED_TXNS.c
 
 # The columns version_info() reads.
 INFO_COLUMNS = (_C.path, _C.version, _C.size, _C.sha256, _C.chunk_count, _C.chunk_size, _C.replication,
-                _C.state, _C.created_at, _C.committed_at, _C.deleted_at)
+                _C.state, _C.created_at, _C.committed_at, _C.deleted_at, _C.etag, _C.content_type,
+                _C.user_metadata)
 
 
 def version_info(row: Row) -> VersionInfo:
-    """The :class:`VersionInfo` of a row holding :data:`INFO_COLUMNS` (other columns are ignored)."""
+    """The :class:`VersionInfo` of a row holding :data:`INFO_COLUMNS` (other columns are ignored);
+    ``user_metadata``, stored as JSON text (validated when it was written), is answered parsed."""
     m = row._mapping
+    metadata = m["user_metadata"]
     return VersionInfo(
         path=m["path"], version=m["version"], size=m["size"], sha256=m["sha256"], chunks=m["chunk_count"],
         chunk_size=m["chunk_size"], replication=m["replication"], state=m["state"],
         created_at=m["created_at"], committed_at=m["committed_at"], deleted_at=m["deleted_at"],
+        etag=m["etag"], content_type=m["content_type"],
+        user_metadata=None if metadata is None else orjson.loads(metadata),
     )
 
 
@@ -66,7 +75,7 @@ async def live_version_exists(conn: Any, path: str, exclude_id: int | None = Non
 
 # Columns a prepare sends per version; ``version`` and ``state`` are computed in SQL.
 NEW_VERSION_COLUMNS = ("path", "size", "sha256", "chunk_size", "replication", "chunk_count", "chunk_digests",
-                       "txn_id", "create_only", "if_match", "created_at")
+                       "txn_id", "create_only", "if_match", "created_at", "etag", "content_type", "user_metadata")
 # Versions in one INSERT statement: SQLite allows 500 terms in a compound SELECT.
 ROWS_PER_INSERT = 256
 
@@ -151,17 +160,31 @@ COMMITTED_VERSIONS = (select(*INFO_COLUMNS).where(_C.path == _typed("path"), _C.
 
 # ---------------------------------------------------------------- one name, one kind: file or folder
 # A path is never a live file and a folder at once (shared/paths.py): a commit of ``a`` is refused while a
-# file below ``a/`` is live, and a commit of ``a/b`` while a file ``a`` (any ancestor) is live. The rows
-# "below" ``p`` are a range on ``path`` (``p/`` <= path < ``p0``, ``'0'`` following ``'/'``), the rows
-# "above" an IN over ``shared.paths.ancestors_of``; the btree on ``path`` serves both.
+# file below ``a/`` is live or an explicit folder (``folders``) is at ``a`` or below it, and a commit of
+# ``a/b`` while a file ``a`` (any ancestor) is live. The rows "below" ``p`` are a range on ``path``
+# (``p/`` <= path < ``p0``, ``'0'`` following ``'/'``), the rows "above" an IN over
+# ``shared.paths.ancestors_of``; the btrees on ``path`` serve both.
 _BELOW = FILE_VERSIONS.alias("below")
 _OWN = FILE_VERSIONS.alias("own")
+_EXPLICIT = FOLDERS.alias("explicit")
 
 
 def _live_below(path):
     """SQL: a committed version lies below the folder named by the SQL expression ``path``."""
     return exists().where(unindexed(_BELOW.c.state) == COMMITTED, _BELOW.c.path >= path + "/",
                           _BELOW.c.path < path + "0")
+
+
+def _explicit_at_or_below(path):
+    """SQL: an explicit folder is at the SQL expression ``path`` or below it (two primary-key probes)."""
+    return or_(exists().where(_EXPLICIT.c.path == path),
+               exists().where(_EXPLICIT.c.path >= path + "/", _EXPLICIT.c.path < path + "0"))
+
+
+def _is_folder(path):
+    """SQL: the name ``path`` is a folder, so it cannot be a file: a live file lies below it, or an
+    explicit folder is at it or below it."""
+    return or_(_live_below(path), _explicit_at_or_below(path))
 
 
 def unindexed(column):
@@ -195,24 +218,29 @@ _RELATED = union(
 LOCK_RELATED = (select(_C.id, _C.path, _C.state).where(_C.id.in_(select(_RELATED.subquery().c.id)))
                 .order_by(_C.id).with_for_update())
 
-# Commit the pending rows ``ids`` but those that have a live file below them (the caller refuses those).
+# Commit the pending rows ``ids`` but those whose path is a folder (a live file below it, an explicit folder
+# at it or below it; the caller refuses those). Evaluated after LOCK_RELATED, in a statement of its own, so
+# on PostgreSQL it sees a folder created by a transaction that held one of the locked rows.
 COMMIT_IDS = (
     update(FILE_VERSIONS)
-    .where(_C.id.in_(bindparam("ids", expanding=True)), _C.state == PENDING, ~_live_below(_C.path))
+    .where(_C.id.in_(bindparam("ids", expanding=True)), _C.state == PENDING, ~_is_folder(_C.path))
     .values(state=COMMITTED, committed_at=_typed("now", "committed_at"))
     .returning(*INFO_COLUMNS, _C.txn_id)
 )
 DELETE_IDS = delete(FILE_VERSIONS).where(_C.id.in_(bindparam("ids", expanding=True)))
 # Whether a committed version lies below folder ``path``.
 LIVE_BELOW = select(literal(True)).where(_live_below(_typed("path")))
+# Whether ``path`` is a folder: a committed version below it, or an explicit folder at it or below it.
+IS_FOLDER = select(literal(True)).where(_is_folder(_typed("path")))
 
 
 @functools.lru_cache(maxsize=ROWS_PER_INSERT)
 def folders_among(n: int):
-    """``SELECT path`` of those of the binds ``asked_0`` ... ``asked_<n-1>`` that have a committed version
-    below them (a prepare's fail-fast check; at most ``ROWS_PER_INSERT`` per statement)."""
+    """``SELECT path`` of those of the binds ``asked_0`` ... ``asked_<n-1>`` that are folders (a committed
+    version below them, or an explicit folder at them or below them): a prepare's fail-fast check, at
+    most ``ROWS_PER_INSERT`` per statement."""
     asked = union_all(*[select(_typed(f"asked_{i}", "path").label("path")) for i in range(n)]).subquery("asked")
-    return select(asked.c.path).where(_live_below(asked.c.path))
+    return select(asked.c.path).where(_is_folder(asked.c.path))
 
 
 # ---------------------------------------------------------------- conditional writes (RFC 9110 §13.1.1)

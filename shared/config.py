@@ -67,7 +67,8 @@ class ServiceSettings(BaseSettings):
 
 
 class LeaderSettings(ServiceSettings):
-    """The leader: metadata store, cluster policy, health checks, the pending sweeper and the trash purge."""
+    """The leader: metadata store, cluster policy, health checks, the pending sweeper, the trash purge and
+    the expiry of unfinished multipart uploads."""
 
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("./data/leader")
@@ -96,6 +97,10 @@ class LeaderSettings(ServiceSettings):
     # Seconds a deleted version stays in the trash (restorable, its chunks kept) before the purge job
     # drops it: 7 days, long enough to notice a mistaken delete after a weekend.
     trash_retention: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Seconds a multipart upload may stay unfinished before the sweeper aborts it (its parts dropped, their
+    # chunks then collected): 7 days, as a common S3 lifecycle rule for incomplete uploads, so a client
+    # can resume a large upload after a weekend.
+    multipart_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
     # The root key, made sure of at start (MinIO's MINIO_ROOT_USER / MINIO_ROOT_PASSWORD).
     root_access_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{16,128}$")
     root_secret_key: SecretStr | None = Field(default=None, min_length=16, max_length=128)
@@ -193,8 +198,17 @@ class UserAppSettings(ServiceSettings):
     key_cache_ttl: float = Field(default=5.0, ge=0, le=60)
     # Test-only fault injection: crash the process right after the named 2PC phase (1-3).
     crash_after_phase: int = Field(default=0, ge=0, le=3)
+    # The S3-compatible API (user_app/s3/), served by this same process on its own port (SeaweedFS's
+    # 8333; 0: no S3 endpoint). SigV4 scopes must name S3_REGION. With S3_DOMAIN (e.g.
+    # "s3.example.com") a Host of "<bucket>.s3.example.com" names the bucket (virtual-host style);
+    # path-style URLs work either way.
+    s3_port: int = Field(default=8333, ge=0, le=65535)
+    s3_region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+    s3_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
 
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":
         self.leader_url = self.leader_url.rstrip("/")
+        if self.s3_port and self.s3_port == self.port:
+            raise ValueError(f"S3_PORT {self.s3_port} is the user API's PORT too: give S3 its own port (0: none)")
         return self

@@ -1,11 +1,11 @@
 """Read and namespace endpoints: ``GET /manifest`` (the read hot path: the manifest cache, else one indexed query),
 ``POST /manifests`` (many paths in one call), ``GET /stat``, ``GET /versions``, ``GET /list``, ``POST /rename``,
-``DELETE /files``."""
+``DELETE /files`` and ``POST /copy`` (a server-side copy that shares chunks)."""
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
-from leader import lookups, namespace
+from leader import copy, lookups, namespace
 from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import BodyLimit, read_body
@@ -15,7 +15,7 @@ from shared.numbers import parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
 from shared.protocol.manifests import encode_manifest_error, encode_manifests
-from shared.protocol.models import RenameRequest
+from shared.protocol.models import CopyRequest, RenameRequest
 from shared.protocol.rules import MAX_MANIFEST_CHUNKS, MAX_VERSION, OCTET_STREAM, validate_if_match
 
 router = APIRouter()
@@ -93,10 +93,13 @@ async def handle_versions(path: str = Query(), store: Store = Depends(get_store)
 @router.get("/list")
 async def handle_list(folder: str = Query(default=""), recursive: bool = Query(default=False),
                       readable: list[str] | None = Query(default=None, max_length=256),
+                      folders: bool = Query(default=False),
                       store: Store = Depends(get_store)) -> JSONResponse:
-    """``readable``: the path prefixes the asking key may read (repeated); absent, everything counts."""
+    """``readable``: the path prefixes the asking key may read (repeated); absent, everything counts.
+    ``folders``: a recursive listing also lists the explicit folders below as ``"dir"`` entries (a direct
+    listing always shows them)."""
     folder = normalize_folder(folder)
-    entries = await namespace.list_folder(store, folder, recursive, readable)
+    entries = await namespace.list_folder(store, folder, recursive, readable, folders)
     return JSONResponse({"folder": folder, "entries": entries})
 
 
@@ -115,6 +118,15 @@ async def handle_delete(path: str = Query(), if_match: str | None = Query(defaul
     path = normalize_path(path)
     condition = None if if_match is None else validate_if_match(if_match)
     return JSONResponse({"path": path, "deleted_versions": await namespace.delete_file(store, path, condition)})
+
+
+@router.post("/copy", status_code=201)
+async def handle_copy(req: CopyRequest, store: Store = Depends(get_store)) -> JSONResponse:
+    """201 :class:`VersionInfo` of the new committed version of ``dst``, sharing the source version's
+    chunks (``leader/copy.py``); 404 no such source (version), 409 ``dst`` would be a file and a folder,
+    412 ``create_only`` / ``if_match`` failed, 400 a bad path or ``user_metadata``."""
+    info = await copy.copy(store, req)
+    return JSONResponse(info.model_dump(), status_code=201)
 
 
 # Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).

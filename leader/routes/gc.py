@@ -19,8 +19,8 @@ MAX_GC_DIGESTS = 2 * 1024 * 1024
 
 @router.post("/gc/unreferenced")
 async def handle_gc_unreferenced(request: Request, store: Store = Depends(get_store)) -> Response:
-    """The packed subset of the request's digests that no pending, committed or deleted version
-    references, in request order. 400 when the body is not a multiple of 32 bytes, 413 beyond
+    """The packed subset of the request's digests that no pending, committed or deleted version and no
+    part of a live multipart upload references, in request order. 400 when the body is not a multiple of 32 bytes, 413 beyond
     ``MAX_GC_DIGESTS``."""
     body = await read_body(request, MAX_GC_DIGESTS * DIGEST_SIZE)
     candidates = unpack_digests(body)  # BadRequest (400) unless a multiple of 32 bytes

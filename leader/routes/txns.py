@@ -60,7 +60,8 @@ MAX_BATCH_BODY = 64 * 1024 * 1024
 async def handle_prepare(request: Request) -> JSONResponse:
     """Query: :class:`VersionPrepare`. Body: the version's chunk digests, packed (``32 * ceil(size /
     chunk_size)`` bytes, checked against ``Content-Length`` before the body is read). Answers 201
-    :class:`PreparedVersion`. Store and settings come from ``request`` rather than sync dependencies
+    :class:`PreparedVersion`; for a part of a multipart upload (``upload_id``, ``part_number``) its
+    ``path`` is the part's (``leader/parts.py``), 404 when there is no such upload. Store and settings come from ``request`` rather than sync dependencies
     (FastAPI runs those in a worker thread)."""
     prepare = parse_prepare(dict(request.query_params))
     settings: LeaderSettings = request.app.state.settings
@@ -134,7 +135,8 @@ async def handle_commit_batch(request: Request) -> JSONResponse:
 async def handle_commit(request: Request) -> JSONResponse:
     """:class:`VersionInfo` of the committed version; 400, 404 unknown, 410 expired (swept), 409 the path
     would be a file and a folder (a live file above or below it), 412 a create-only write lost its race or
-    a conditional one's ``if_match`` no longer holds (both aborted)."""
+    a conditional one's ``if_match`` no longer holds (both aborted). A part's commit answers state
+    ``part`` at its part path, or 404 when its upload was aborted, expired or completed meanwhile."""
     info = await txns.commit(request.app.state.store, request.path_params["txn_id"])
     return JSONResponse(info.model_dump())
 

@@ -14,9 +14,12 @@ import unicodedata
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
-from shared.protocol.rules import IF_MATCH_PATTERN, TXN_ID_PATTERN
+from shared.protocol.rules import (
+    CONTENT_TYPE_PATTERN, ETAG_PATTERN, IF_MATCH_PATTERN, MAX_PART_NUMBER, MAX_USER_METADATA_TEXT, MAX_VERSION,
+    SHA256_RE, TXN_ID_PATTERN, UPLOAD_ID_PATTERN,
+)
 
 # Most copies a version may ask for (matches REPLICATION_FACTOR's bound in shared/config.py).
 MAX_REPLICATION = 16
@@ -123,7 +126,13 @@ class RingView(_Wire):
 
 class VersionInfo(_Wire):
     """Metadata of one file version (without its chunk list): what ``/stat`` answers and a manifest
-    carries. ``state`` is ``pending``, ``committed`` or ``deleted``."""
+    carries. ``state`` is ``pending``, ``committed`` or ``deleted``, or ``part`` for a part of a
+    multipart upload (its commit answer, whose ``path`` is the part's own, ``leader/parts.py``).
+
+    The object metadata the writer gave (S3): ``etag`` (the entity tag without quotes: 32 lowercase hex
+    of the content's MD5, or ``<32 hex>-<N>`` for a multipart upload), ``content_type`` and
+    ``user_metadata`` (the ``x-amz-meta-*`` pairs, names lowercase); None when the writer gave none, as
+    for every version written before they existed."""
 
     path: str
     version: int
@@ -136,6 +145,9 @@ class VersionInfo(_Wire):
     created_at: float
     committed_at: float | None = None
     deleted_at: float | None = None
+    etag: str | None = None
+    content_type: str | None = None
+    user_metadata: dict[str, str] | None = None
 
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,64}")
@@ -159,7 +171,18 @@ class VersionPrepare(_Wire):
     as binary. ``chunk_size`` and ``replication`` default to the cluster's when absent.
 
     ``if_match`` (RFC 9110 §13.1.1) makes the write conditional on the path's live version at commit:
-    ``"*"`` needs one, a comma-separated list of SHA-256s needs one with one of them (412 otherwise)."""
+    ``"*"`` needs one, a comma-separated list of SHA-256s needs one with one of them (412 otherwise).
+
+    Object metadata, stored with the version and answered in its :class:`VersionInfo`: ``etag``
+    (``shared.protocol.rules.ETAG_PATTERN``), ``content_type`` (1-255 printable ASCII characters) and
+    ``user_metadata``, JSON text of an object of strings that the leader checks
+    (``shared.protocol.rules.parse_user_metadata``: 400 saying what is wrong).
+
+    ``upload_id`` and ``part_number`` (1 to ``MAX_PART_NUMBER``), both or neither, make the write part
+    ``part_number`` of that multipart upload instead of a version of ``path``: ``path`` must then be the
+    upload's path, the part is recorded apart from the namespace (``leader/parts.py``) and needs an
+    ``etag`` (its MD5, ``rules.PART_ETAG_PATTERN``), and it cannot be ``create_only`` or ``if_match``
+    (400)."""
 
     txn_id: str = Field(pattern=TXN_ID_PATTERN)
     path: str
@@ -169,8 +192,20 @@ class VersionPrepare(_Wire):
     replication: int | None = Field(default=None, ge=1, le=MAX_REPLICATION)
     create_only: bool = False
     if_match: str | None = Field(default=None, pattern=IF_MATCH_PATTERN)
+    etag: str | None = Field(default=None, pattern=ETAG_PATTERN)
+    content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
+    user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+    upload_id: str | None = Field(default=None, pattern=UPLOAD_ID_PATTERN)
+    part_number: int | None = Field(default=None, ge=1, le=MAX_PART_NUMBER)
 
-    _numbers = field_validator("size", "chunk_size", "replication", mode="before")(_strict_int)
+    _numbers = field_validator("size", "chunk_size", "replication", "part_number", mode="before")(_strict_int)
+
+    @model_validator(mode="after")
+    def _part_fields_together(self) -> "VersionPrepare":
+        if (self.upload_id is None) != (self.part_number is None):
+            raise ValueError("upload_id and part_number go together: both for a part of a multipart upload, "
+                             "neither for a version")
+        return self
 
 
 class PreparedVersion(_Wire):
@@ -220,9 +255,158 @@ class RenameRequest(_Wire):
 
 
 class PathRequest(_Wire):
-    """A body naming one path (``POST /undelete``)."""
+    """A body naming one path (``POST /undelete``, ``POST /folders``)."""
 
     path: str
+
+
+class CopyRequest(_Wire):
+    """``POST /copy`` on the leader (S3 CopyObject): a new version of ``dst`` sharing the chunks of ``src``
+    (its latest committed version, or ``src_version``). ``create_only`` and ``if_match`` condition it as
+    they condition a write of ``dst``. ``metadata``: ``"copy"`` keeps the source's ``content_type`` and
+    ``user_metadata`` (the two fields here are then ignored), ``"replace"`` stores the two given here
+    (None: none). ``user_metadata`` is JSON text as in :class:`VersionPrepare`."""
+
+    src: str
+    src_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    dst: str
+    create_only: bool = False
+    if_match: str | None = Field(default=None, pattern=IF_MATCH_PATTERN)
+    metadata: Literal["copy", "replace"] = "copy"
+    content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
+    user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+
+    _numbers = field_validator("src_version", mode="before")(_strict_int)
+
+
+# ---------------------------------------------------------------- multipart uploads (S3; leader/multipart.py)
+
+
+class NewUpload(_Wire):
+    """``POST /multipart`` on the leader (S3 CreateMultipartUpload): an upload that will make a version of
+    ``path``, with the ``content_type`` and ``user_metadata`` (JSON text, as in :class:`VersionPrepare`)
+    that version will get."""
+
+    path: str
+    content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
+    user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+
+
+class UploadSummary(_Wire):
+    """An upload as ``POST /multipart`` answers it and ``GET /multipart`` lists it: its id, the path it
+    will write (normalized) and when it was created (UNIX seconds)."""
+
+    upload_id: str
+    path: str
+    created_at: float
+
+
+class UploadInfo(UploadSummary):
+    """``GET /multipart/{upload_id}``: the upload with the object metadata its version will get
+    (``user_metadata`` parsed, as in :class:`VersionInfo`)."""
+
+    content_type: str | None = None
+    user_metadata: dict[str, str] | None = None
+
+
+class UploadListing(_Wire):
+    """``GET /multipart``: uploads in ``(path, created_at, upload_id)`` order; ``truncated``: more follow."""
+
+    uploads: list[UploadSummary]
+    truncated: bool
+
+
+class PartInfo(_Wire):
+    """One part of ``GET /multipart/{upload_id}/parts``: its latest upload's size (bytes), S3 ETag (the
+    MD5 of its content) and commit time (UNIX seconds)."""
+
+    part_number: int
+    size: int
+    etag: str
+    committed_at: float
+
+
+class PartListing(_Wire):
+    """``GET /multipart/{upload_id}/parts``: parts in ascending number; ``truncated``: more follow."""
+
+    parts: list[PartInfo]
+    truncated: bool
+
+
+# An ETag a client names for a part may be longer than any S3 ETag (it then matches nothing) up to this
+# many characters; longer is a malformed request.
+MAX_REQUESTED_ETAG = 1024
+
+
+class AssembleRequest(_Wire):
+    """``POST /multipart/{upload_id}/assemble``: the parts to join, in the client's order, each
+    ``[part_number, etag]`` (the ETag without quotes), 1 to ``MAX_PART_NUMBER`` of them. A number outside
+    1..``MAX_PART_NUMBER`` is no part that exists (``InvalidPart``), not a malformed request."""
+
+    parts: list[tuple[StrictInt, StrictStr]] = Field(min_length=1, max_length=MAX_PART_NUMBER)
+
+    @field_validator("parts")
+    @classmethod
+    def _bounded_etags(cls, parts: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        if any(len(etag) > MAX_REQUESTED_ETAG for _, etag in parts):
+            raise ValueError(f"a part's etag is longer than {MAX_REQUESTED_ETAG} characters")
+        return parts
+
+
+class CompleteRequest(AssembleRequest):
+    """``POST /multipart/{upload_id}/complete``: the parts as in :class:`AssembleRequest`, the SHA-256 of
+    the whole object's content (64 lowercase hex; the user app reads the parts once to compute it),
+    ``digests_sha256`` as the assemble answered it (the parts must not have changed since), and the
+    conditions of a write of the upload's path (``create_only``, ``if_match``)."""
+
+    sha256: str
+    digests_sha256: str
+    create_only: bool = False
+    if_match: str | None = Field(default=None, pattern=IF_MATCH_PATTERN)
+
+    @field_validator("sha256", "digests_sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if not SHA256_RE.fullmatch(value):
+            raise ValueError(f"must be 64 lowercase hex characters, got {value[:80]!r}")
+        return value
+
+
+class UploadProblem(_Wire):
+    """Why a CompleteMultipartUpload is not valid, as S3 names it: ``code`` (``InvalidPart``,
+    ``InvalidPartOrder``, ``EntityTooSmall``, ``EntityTooLarge``) and a ``message``."""
+
+    code: str
+    message: str
+
+
+class PlannedPart(_Wire):
+    """One part of an :class:`AssemblyPlan`: its size and chunk size (bytes), ETag, and its chunks' packed
+    32-byte digests in base64."""
+
+    part_number: int
+    size: int
+    chunk_size: int
+    etag: str
+    digests: str
+
+
+class AssemblyPlan(_Wire):
+    """``POST /multipart/{upload_id}/assemble`` of a valid request (``problem`` None): the object's
+    ``size`` (bytes), the parts' ``chunk_size`` (the first part's) and ``replication`` (the fewest),
+    ``aligned`` (every part has that chunk size and every part but the last is a whole number of chunks:
+    the parts' chunk lists joined are the object's), the S3 multipart ``etag`` (``<md5 of the parts'
+    MD5s>-<parts>``), ``digests_sha256`` (SHA-256 hex of all the parts' packed digests, in order) and the
+    ``parts``. An invalid request is answered ``{"problem": UploadProblem}`` alone."""
+
+    problem: UploadProblem | None = None
+    size: int
+    chunk_size: int
+    replication: int
+    aligned: bool
+    etag: str
+    digests_sha256: str
+    parts: list[PlannedPart]
 
 
 # ---------------------------------------------------------------- access keys (README "Security")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from shared.errors import BadRequest
 
 # ---------------------------------------------------------------- transaction ids
@@ -72,6 +74,83 @@ def if_match_allows(if_match: str | None, current_sha256: str | None) -> bool:
     if current_sha256 is None:
         return False
     return if_match == "*" or current_sha256 in if_match.split(",")
+
+
+# ---------------------------------------------------------------- object metadata (S3)
+# A version's S3 entity tag, without quotes: the MD5 of its content (32 lowercase hex) or, for a multipart
+# upload, the MD5 of its parts' MD5s and the number of parts (``<32 hex>-<N>``).
+ETAG_PATTERN = r"^[0-9a-f]{32}(-[1-9][0-9]{0,4})?$"
+# A version's Content-Type: 1-255 characters of printable ASCII (what an HTTP field value may hold
+# without encoding), stored as the writer gave it.
+CONTENT_TYPE_PATTERN = r"^[\x20-\x7E]{1,255}$"
+# User metadata (S3's ``x-amz-meta-*``): a JSON object of lowercase header-token names to string values.
+# S3 bounds the user-defined metadata of an object at 2 KB, names and values counted in UTF-8 bytes.
+MAX_USER_METADATA_BYTES = 2048
+# Characters of JSON text that may carry it: even 2048 one-byte names with empty values
+# (``"k":"",`` each) fit, escapes included; a longer text is refused before it is parsed.
+MAX_USER_METADATA_TEXT = 16 * 1024
+USER_METADATA_KEY_PATTERN = r"^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$"
+_USER_METADATA_KEY_RE = re.compile(USER_METADATA_KEY_PATTERN)
+# Control characters a value may not hold (tab is allowed): CR and LF would split a response header.
+_VALUE_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def parse_user_metadata(text: object) -> dict[str, str]:
+    """The user metadata in ``text``: a JSON object whose keys match :data:`USER_METADATA_KEY_PATTERN`
+    (lowercase HTTP token characters, 1-128) and whose values are strings without control characters
+    other than tab, at most :data:`MAX_USER_METADATA_BYTES` bytes of keys and values in UTF-8 together.
+    Raises :class:`BadRequest` saying what is wrong."""
+    if not isinstance(text, str):
+        raise BadRequest(f"user_metadata must be JSON text, got {type(text).__name__}")
+    if len(text) > MAX_USER_METADATA_TEXT:
+        raise BadRequest(f"user_metadata is longer than {MAX_USER_METADATA_TEXT} characters of JSON")
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"user_metadata is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"user_metadata must be a JSON object of strings, got a JSON {type(doc).__name__}")
+    total = 0
+    for key, value in doc.items():
+        if not _USER_METADATA_KEY_RE.fullmatch(key):
+            raise BadRequest(f"user_metadata name {key[:80]!r} must be 1-128 characters of lowercase a-z, 0-9 "
+                             "and !#$%&'*+.^_`|~-")
+        if not isinstance(value, str):
+            raise BadRequest(f"user_metadata value of {key!r} must be a string, got a JSON {type(value).__name__}")
+        if _VALUE_CONTROL_RE.search(value):
+            raise BadRequest(f"user_metadata value of {key!r} contains a control character")
+        try:
+            total += len(key) + len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise BadRequest(f"user_metadata value of {key!r} is not valid UTF-8") from None
+    if total > MAX_USER_METADATA_BYTES:
+        raise BadRequest(f"user_metadata holds {total} bytes of names and values, more than the "
+                         f"{MAX_USER_METADATA_BYTES} allowed")
+    return doc
+
+
+def canonical_user_metadata(metadata: dict[str, str]) -> str:
+    """The JSON text a version stores for ``metadata`` (validated): compact, names sorted."""
+    return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
+
+
+# ---------------------------------------------------------------- multipart uploads (S3)
+# An upload id: made by the leader (``leader/multipart.py``), 1-64 characters of [A-Za-z0-9_-] like a
+# transaction id, so it is safe in a URL path segment, a query string and a SQL column of 64.
+UPLOAD_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+UPLOAD_ID_RE = re.compile(UPLOAD_ID_PATTERN)
+# Part numbers S3 allows (UploadPart's ``partNumber``): 1 to 10,000.
+MAX_PART_NUMBER = 10_000
+# A part's S3 entity tag: the MD5 of its content, 32 lowercase hex (the multipart ETag is computed from
+# the parts' binary MD5s, so a part cannot carry a ``-<N>`` tag).
+PART_ETAG_PATTERN = r"^[0-9a-f]{32}$"
+
+
+# ---------------------------------------------------------------- ordered key scans (S3 listings)
+# Results one ``GET /scan`` answers at most (and by default): S3's MaxKeys bound.
+MAX_SCAN_LIMIT = 1000
+# Bytes of UTF-8 a scan's delimiter may have; S3 clients send "/".
+MAX_DELIMITER_BYTES = 16
 
 
 # ---------------------------------------------------------------- batch bounds

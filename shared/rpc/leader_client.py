@@ -12,15 +12,16 @@ from urllib.parse import quote
 
 import orjson
 
-from shared.errors import RingFSError, UpstreamError, error_for_status
+from shared.errors import NotFound, RingFSError, UpstreamError, error_for_status
 from shared.protocol.batches import encode_version_sections
 from shared.protocol.frames import pack_digests, unpack_digests
 from shared.protocol.manifests import Manifest, decode_manifest, decode_manifests
 from shared.protocol.models import (
-    AccessKeyInfo, AccessKeySecret, BatchError, NewAccessKey, PreparedVersion, RegistrationResult, RingView,
-    ServerRegistration, VersionInfo, VersionPrepare,
+    AccessKeyInfo, AccessKeySecret, AssemblyPlan, BatchError, NewAccessKey, PartListing, PreparedVersion,
+    RegistrationResult, RingView, ServerRegistration, UploadInfo, UploadListing, UploadProblem, UploadSummary,
+    VersionInfo, VersionPrepare,
 )
-from shared.protocol.rules import JSON, OCTET_STREAM, RING_EPOCH_HEADER
+from shared.protocol.rules import JSON, MAX_SCAN_LIMIT, OCTET_STREAM, RING_EPOCH_HEADER, UPLOAD_ID_RE
 from shared.rpc.transport import RpcResponse, Transport, parsed
 
 
@@ -149,6 +150,144 @@ class LeaderClient:
                                timeout=timeout)
         return self._parsed(resp, path, lambda r: r.json())
 
+    # ------------------------------------------------------------ folders, key scans, copies (the S3 API)
+
+    async def rpc_create_folder(self, path: str) -> dict:
+        """``POST /folders``: make ``path`` an explicit folder. ``{"path", "created_at", "created"}``
+        (``created`` False when it was explicit already). Raises :class:`Conflict` when a live file is at
+        ``path`` or above it, :class:`BadRequest` for a bad path."""
+        resp = await self.call("POST", "/folders", body=orjson.dumps({"path": path}), content_type=JSON)
+        return self._parsed(resp, "folder", lambda r: r.json())
+
+    async def rpc_folder(self, path: str) -> dict:
+        """``GET /folders``: ``{"path", "explicit", "created_at" (None unless explicit), "empty"}``
+        (``empty``: no live file and no explicit folder below it). Raises :class:`NotFound` when the folder
+        is neither explicit nor implied by something live below it."""
+        resp = await self.call("GET", "/folders", params={"path": path})
+        return self._parsed(resp, "folder", lambda r: r.json())
+
+    async def rpc_delete_folder(self, path: str, only_if_empty: bool = True) -> None:
+        """``DELETE /folders``: drop the explicit record of folder ``path``. Raises :class:`NotFound` when it
+        is not explicit, and with ``only_if_empty`` :class:`Conflict` when something lives below it."""
+        await self.call("DELETE", "/folders", params={"path": path, "only_if_empty": _query_value(only_if_empty)})
+
+    async def rpc_scan(self, prefix: str = "", after: str | None = None, start: str | None = None,
+                       limit: int = MAX_SCAN_LIMIT, delimiter: str | None = None,
+                       readable: list[str] | None = None) -> dict:
+        """``GET /scan`` (``leader/scan.py``): the keys (a live file's path; an explicit folder's path
+        + ``"/"``) that start with ``prefix``, sort after ``after`` and at or after ``start``, in UTF-8
+        byte order, at most ``limit`` (1-1000) results; with ``readable``, only keys under one of those
+        prefixes. With ``delimiter``, the keys whose rest after ``prefix`` holds it are rolled up into
+        common prefixes (each one result, answered once; one that does not sort after ``after`` is not
+        answered).
+
+        Answer ``{"items": [...], "truncated": bool, "next": str | None}``, ``items`` in key order, each
+        ``{"key", "path", "size", "version", "created_at", "committed_at", "sha256", "etag",
+        "content_type"}`` (a file), ``{"key", "path", "folder": True, "created_at"}`` (an explicit
+        folder) or ``{"key", "prefix": True}`` (a common prefix); ``next`` is the last item's key (the
+        next page's ``after``), None without items. Raises :class:`BadRequest` for a bad ``limit``,
+        ``delimiter`` (over 16 bytes) or bound."""
+        params: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        for name, value in (("after", after), ("start", start), ("delimiter", delimiter)):
+            if value is not None:
+                params[name] = value
+        if readable is not None:
+            params["readable"] = list(readable)
+        resp = await self.call("GET", "/scan", params=params)
+        return self._parsed(resp, "scan", lambda r: r.json())
+
+    async def rpc_copy(self, src: str, dst: str, *, src_version: int | None = None, create_only: bool = False,
+                       if_match: str | None = None, metadata: str = "copy", content_type: str | None = None,
+                       user_metadata: str | None = None) -> VersionInfo:
+        """``POST /copy`` (S3 CopyObject): a new committed version of ``dst`` sharing the chunks of ``src``
+        (its latest version, or ``src_version``); no data moves. ``metadata``: ``"copy"`` keeps the
+        source's ``content_type`` and ``user_metadata`` (JSON text), ``"replace"`` sets the given ones.
+        ``create_only`` / ``if_match`` as on a write. Raises :class:`NotFound` (no such source version),
+        :class:`Conflict` (file/folder), :class:`PreconditionFailed`, :class:`BadRequest`."""
+        # Sent as it is: the leader validates it (shared.protocol.models.CopyRequest), so a bad value is a
+        # BadRequest with the leader's message, as for every other call.
+        body = {"src": src, "dst": dst, "src_version": src_version, "create_only": create_only,
+                "if_match": if_match, "metadata": metadata, "content_type": content_type,
+                "user_metadata": user_metadata}
+        resp = await self.call("POST", "/copy", body=orjson.dumps(body), content_type=JSON)
+        return self._parsed(resp, "copy", lambda r: VersionInfo.model_validate_json(r.body))
+
+    # ------------------------------------------------------------ multipart uploads (the S3 API)
+
+    def _upload_url(self, upload_id: str, tail: str = "") -> str:
+        """``/multipart/{upload_id}{tail}``. Raises :class:`NotFound` without a call for an id that cannot
+        name an upload (``rules.UPLOAD_ID_PATTERN``): a client's garbage is a NoSuchUpload, not a request."""
+        if not isinstance(upload_id, str) or not UPLOAD_ID_RE.fullmatch(upload_id):
+            raise NotFound(f"no such upload: {str(upload_id)[:80]!r}")
+        return f"/multipart/{upload_id}{tail}"
+
+    async def rpc_create_upload(self, path: str, content_type: str | None = None,
+                                user_metadata: str | None = None) -> dict:
+        """``POST /multipart`` (S3 CreateMultipartUpload): a new upload that will write ``path``, whose
+        version will get ``content_type`` and ``user_metadata`` (JSON text). ``{"upload_id", "path"
+        (normalized), "created_at"}``. Raises :class:`BadRequest` for a bad path or metadata."""
+        body = orjson.dumps({"path": path, "content_type": content_type, "user_metadata": user_metadata})
+        resp = await self.call("POST", "/multipart", body=body, content_type=JSON)
+        return self._parsed(resp, "upload", lambda r: UploadSummary.model_validate_json(r.body).model_dump())
+
+    async def rpc_upload(self, upload_id: str) -> dict:
+        """``GET /multipart/{upload_id}``: ``{"upload_id", "path", "created_at", "content_type",
+        "user_metadata"}`` (``user_metadata`` a dict, or None). Raises :class:`NotFound` when there is no
+        such upload (never made, aborted, expired or completed)."""
+        resp = await self.call("GET", self._upload_url(upload_id))
+        return self._parsed(resp, "upload", lambda r: UploadInfo.model_validate_json(r.body).model_dump())
+
+    async def rpc_abort_upload(self, upload_id: str) -> None:
+        """``DELETE /multipart/{upload_id}``: the upload and all its parts are dropped. Raises
+        :class:`NotFound` when there is no such upload."""
+        await self.call("DELETE", self._upload_url(upload_id))
+
+    async def rpc_list_uploads(self, prefix: str, key_marker: str | None = None, upload_id_marker: str | None = None,
+                               limit: int = MAX_SCAN_LIMIT) -> dict:
+        """``GET /multipart`` (S3 ListMultipartUploads): ``{"uploads": [{"upload_id", "path",
+        "created_at"}], "truncated": bool}``, the uploads whose path starts with ``prefix`` in ``(path,
+        created_at, upload_id)`` order, at most ``limit`` (1-1000), after ``key_marker`` (and, of that
+        path, after ``upload_id_marker``) as S3 defines the markers. Raises :class:`BadRequest`."""
+        params: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if key_marker is not None:
+            params["key_marker"] = key_marker
+        if upload_id_marker is not None:
+            params["upload_id_marker"] = upload_id_marker
+        resp = await self.call("GET", "/multipart", params=params)
+        return self._parsed(resp, "uploads", lambda r: UploadListing.model_validate_json(r.body).model_dump())
+
+    async def rpc_list_parts(self, upload_id: str, part_number_marker: int = 0, limit: int = MAX_SCAN_LIMIT) -> dict:
+        """``GET /multipart/{upload_id}/parts`` (S3 ListParts): ``{"parts": [{"part_number", "size", "etag",
+        "committed_at"}], "truncated": bool}``, the parts above ``part_number_marker``, ascending, at most
+        ``limit`` (1-1000). Raises :class:`NotFound` for an unknown upload."""
+        resp = await self.call("GET", self._upload_url(upload_id, "/parts"),
+                               params={"part_number_marker": part_number_marker, "limit": limit})
+        return self._parsed(resp, "parts", lambda r: PartListing.model_validate_json(r.body).model_dump())
+
+    async def rpc_assemble_upload(self, upload_id: str, parts: list[tuple[int, str]]) -> dict:
+        """``POST /multipart/{upload_id}/assemble``: what completing the upload with ``parts``
+        (``[(part_number, etag)]``) would make. ``{"problem": {"code", "message"}}`` when S3 would refuse
+        it, else ``{"problem": None, "size", "chunk_size", "replication", "aligned", "etag",
+        "digests_sha256", "parts": [{"part_number", "size", "chunk_size", "etag", "digests" (base64)}]}``
+        (``shared.protocol.models.AssemblyPlan``). Raises :class:`NotFound` for an unknown upload."""
+        body = orjson.dumps({"parts": [[n, etag] for n, etag in parts]})
+        resp = await self.call("POST", self._upload_url(upload_id, "/assemble"), body=body, content_type=JSON)
+        return self._parsed(resp, "assemble", _plan_or_problem)
+
+    async def rpc_complete_upload(self, upload_id: str, parts: list[tuple[int, str]], *, sha256: str,
+                                  digests_sha256: str, create_only: bool = False,
+                                  if_match: str | None = None) -> VersionInfo:
+        """``POST /multipart/{upload_id}/complete``: the new committed version of the upload's path, the
+        parts' chunk lists joined (the plan must be ``aligned``), with ``sha256`` (the object's content)
+        and the multipart ETag; the upload is gone after. ``digests_sha256``: as the assemble answered.
+        Raises :class:`NotFound` (no such upload, or gone meanwhile), :class:`BadRequest` (a problem,
+        ``"<S3 code>: ..."``, or unaligned parts), :class:`Conflict` (the parts changed since assemble,
+        or file/folder), :class:`PreconditionFailed` (``create_only`` / ``if_match``)."""
+        body = orjson.dumps({"parts": [[n, etag] for n, etag in parts], "sha256": sha256,
+                             "digests_sha256": digests_sha256, "create_only": create_only, "if_match": if_match})
+        resp = await self.call("POST", self._upload_url(upload_id, "/complete"), body=body, content_type=JSON)
+        return self._parsed(resp, "complete", lambda r: VersionInfo.model_validate_json(r.body))
+
     # ------------------------------------------------------------ access keys
 
     async def rpc_key(self, access_key: str) -> AccessKeySecret:
@@ -179,3 +318,11 @@ class LeaderClient:
         if any(d not in asked for d in unreferenced):
             raise UpstreamError(f"{self.peer} answered /gc/unreferenced with digests that were not asked about")
         return unreferenced
+
+
+def _plan_or_problem(resp: RpcResponse) -> dict:
+    """An assemble answer as a dict: ``{"problem": {...}}`` alone, or the whole validated plan."""
+    doc = resp.json()
+    if isinstance(doc, dict) and doc.get("problem") is not None:
+        return {"problem": UploadProblem.model_validate(doc["problem"]).model_dump()}
+    return AssemblyPlan.model_validate(doc).model_dump()
