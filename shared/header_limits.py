@@ -100,6 +100,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
 
+_NAMED_PREFIX = "BoundedHttpToolsProtocol_"
+_named: dict[str, type[BoundedHttpToolsProtocol]] = {}
+
+
 def bounded_protocol(header_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class to hand uvicorn (``http=``), with a head deadline of ``header_timeout`` s."""
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"header_timeout": header_timeout})
+    """The protocol class to hand uvicorn (``http=``), with a head deadline of ``header_timeout`` s.
+
+    The class is named after its timeout and found again by that name (the module's ``__getattr__``), so
+    it pickles by reference: with ``WORKERS`` > 1 uvicorn sends its config, this class included, to
+    worker processes it starts with ``spawn``."""
+    return _protocol_named(_NAMED_PREFIX + repr(float(header_timeout)).replace(".", "_"))  # "." would nest
+
+
+def _protocol_named(name: str) -> type[BoundedHttpToolsProtocol]:
+    cls = _named.get(name)
+    if cls is None:
+        timeout = float(name[len(_NAMED_PREFIX):].replace("_", "."))
+        cls = _named[name] = type(name, (BoundedHttpToolsProtocol,), {
+            "header_timeout": timeout, "__module__": __name__, "__qualname__": name})
+    return cls
+
+
+def __getattr__(name: str):
+    if name.startswith(_NAMED_PREFIX):  # unpickling in a worker process
+        try:
+            return _protocol_named(name)
+        except ValueError:
+            pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
