@@ -159,7 +159,7 @@ async def write_files(writer: WriteCoordinator, rings: RingCache, limits: MultiF
                         result = await writer.write(path, _one_block(data), chunk_size=chunk_size,
                                                     create_only=create_only, size_hint=len(data))
                         details["version"] = result.version
-                    results[i] = vars(result)
+                    results[i] = result.user_api_body()
                 except Exception as exc:  # noqa: BLE001 - answered per file
                     results[i] = _error(path, exc)
                 finally:

@@ -93,27 +93,37 @@ def _parse_http_date(value: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def check_read(headers, info: VersionInfo) -> None:
+def check_read(headers, info: VersionInfo, etag: str | None = None) -> None:
     """Evaluate a GET or HEAD's preconditions against ``info`` in the order of RFC 9110 §13.2.2.
 
+    ``etag`` is the version's entity tag without quotes: its SHA-256 by default (the user API), its S3
+    ETag for the S3 API.
+
     1. ``If-Match``: false (no listed tag is the ETag, strong comparison) -> :class:`PreconditionFailed`.
+    2. Else ``If-Unmodified-Since`` (an HTTP-date; anything else is ignored): committed later ->
+       :class:`PreconditionFailed`.
     3. ``If-None-Match``: true (``*``, or a listed tag equals the ETag, weak comparison, §13.1.2) ->
        :class:`NotModified`.
     4. Else ``If-Modified-Since`` (an HTTP-date; anything else is ignored): the version was committed no
        later -> :class:`NotModified`.
     ``If-Range`` is not supported, so a ``Range`` then applies as it would unconditionally. Raises
     :class:`BadRequest` for a malformed entity-tag list."""
+    etag = info.sha256 if etag is None else etag
     im = headers.get("if-match")
     if im is not None:
         tags = parse_etags("If-Match", im)
         current = None if tags is None else ",".join(t for weak, t in tags if not weak)
-        if tags is not None and not if_match_allows(current, info.sha256):
-            raise PreconditionFailed(f"If-Match {im[:200]!r} does not match the current ETag "
-                                     f'"{info.sha256}"')
+        if tags is not None and not if_match_allows(current, etag):
+            raise PreconditionFailed(f'If-Match {im[:200]!r} does not match the current ETag "{etag}"')
+    else:
+        ius = headers.get("if-unmodified-since")
+        since = _parse_http_date(ius) if ius is not None else None
+        if since is not None and last_modified(info) > since:
+            raise PreconditionFailed(f"If-Unmodified-Since {ius[:80]!r}: the version was modified after it")
     inm = headers.get("if-none-match")
     if inm is not None:
         tags = parse_etags("If-None-Match", inm)
-        if tags is None or any(tag == info.sha256 for _, tag in tags):
+        if tags is None or any(tag == etag for _, tag in tags):
             raise NotModified()
         return
     ims = headers.get("if-modified-since")

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict, deque
-from typing import AsyncIterator
+from typing import AsyncGenerator, AsyncIterator
 
 from shared.errors import Unavailable
 from shared.protocol.frames import ChunkPresence, iter_frames
@@ -236,3 +236,15 @@ def cover_first(cands: list[list[ServerInfo]], replication: int, salt: bytes) ->
         chosen = first.get(i)
         out.append(c if chosen is None or c[0] is chosen else [chosen, *[s for s in c if s is not chosen]])
     return out
+
+
+async def chain_first(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """``first`` then the blocks of ``rest``: a response body whose first block was fetched before its
+    headers were sent (a file with no reachable copy is then an error answer, not a 200 that breaks off).
+    Closing it closes ``rest``, which cancels its read-ahead if the client went away."""
+    try:
+        yield first
+        async for block in rest:
+            yield block
+    finally:
+        await rest.aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from typing import Any, AsyncGenerator, AsyncIterator
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
@@ -30,6 +30,7 @@ from user_app.preconditions import (
     NotModified, check_read, http_date, if_match_condition, last_modified, require_if_match,
 )
 from user_app.ranges import parse_range
+from user_app.reader import chain_first
 from user_app.services import Services
 
 router = APIRouter()
@@ -118,7 +119,7 @@ async def put_file(request: Request) -> JSONResponse:
                                              create_only=inm is not None, size_hint=_length_hint(request),
                                              if_match=if_match)
         details["version"] = result.version
-    return JSONResponse(vars(result), status_code=201, headers={"ETag": f'"{result.sha256}"'})
+    return JSONResponse(result.user_api_body(), status_code=201, headers={"ETag": f'"{result.sha256}"'})
 
 
 @fast.route("/files/{path:path}", ["GET", "HEAD"], openapi_extra={"parameters": [
@@ -161,16 +162,7 @@ async def get_file(request: Request) -> Response:
     # The first piece is fetched before any header is sent: a file whose chunks have no reachable copy
     # is a 503 with a JSON error, not a 200 whose body breaks off (the whole of a file up to PIECE_SIZE).
     first = await anext(blocks)
-    return StreamingResponse(_chain(first, blocks), status_code=status, headers=headers, media_type=media_type)
-
-
-async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    try:
-        yield first
-        async for block in rest:
-            yield block
-    finally:
-        await rest.aclose()  # cancels its read-ahead if the client went away
+    return StreamingResponse(chain_first(first, blocks), status_code=status, headers=headers, media_type=media_type)
 
 
 @router.delete("/files/{path:path}", status_code=204)

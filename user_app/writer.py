@@ -53,7 +53,8 @@ MAX_PREALLOCATED_DIGESTS = 1 << 20
 @dataclass
 class WriteResult:
     """What ``PUT /files/{path}`` answers (201): ``replicas`` is the fewest durable copies of any chunk
-    (the replication factor when every chunk got all of its copies)."""
+    (the replication factor when every chunk got all of its copies). ``etag`` (the S3 ETag, the MD5 of
+    the content in hex) is kept apart: the user API's answer and ETag are the SHA-256."""
 
     path: str
     version: int
@@ -61,6 +62,21 @@ class WriteResult:
     sha256: str
     chunks: int
     replicas: int
+    etag: str = field(default="", repr=False)
+
+    def user_api_body(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "etag"}
+
+
+@dataclass(frozen=True)
+class ObjectMetadata:
+    """What a version keeps beside its bytes for the S3 API: the ``Content-Type`` the client sent and its
+    ``x-amz-meta-*`` pairs as a JSON object text (validated by the leader), each None when not sent, and
+    ``etag``, an S3 ETag to record instead of the content's MD5 (a multipart upload's ``<md5>-<parts>``)."""
+
+    content_type: str | None = None
+    user_metadata: str | None = None
+    etag: str | None = None
 
 
 @dataclass
@@ -113,7 +129,8 @@ class WriteCoordinator:
 
     async def write(self, path: str, body: AsyncIterator[bytes], *, chunk_size: int | None = None,
                     create_only: bool = False, size_hint: int | None = None,
-                    if_match: str | None = None) -> WriteResult:
+                    if_match: str | None = None, metadata: ObjectMetadata | None = None,
+                    part: tuple[str, int] | None = None) -> WriteResult:
         """Store ``body`` as the next version of ``path``.
 
         ``size_hint`` (the request's ``Content-Length``, bytes) picks the chunk size by the leader's
@@ -129,6 +146,11 @@ class WriteCoordinator:
         on the path's live version; the leader checks it at prepare and again, atomically, at commit:
         :class:`PreconditionFailed` (412) when it does not match. A write that would make a name a file
         and a folder is a :class:`Conflict` (409).
+
+        Every version records the MD5 of its content as its S3 ETag, and ``metadata`` when given. An
+        exception raised by ``body`` (a body that fails its signature or checksum) aborts the write.
+        ``part`` (upload id, part number) writes part of a multipart upload to ``path`` instead of a
+        version (``user_app/s3/multipart.py``): the leader records it as a part, not visible as a file.
         """
         placement = await self.rings.get()
         if chunk_size is None and size_hint is None and placement.policy_threshold:
@@ -137,6 +159,8 @@ class WriteCoordinator:
         chunk_size = placement.chunk_size_for_upload(chunk_size, size_hint)
         txn = _Txn(uuid.uuid4().hex, placement, placement.replication_factor, chunk_size)
         whole = hashlib.sha256()
+        md5 = hashlib.md5(usedforsecurity=False)  # the S3 ETag of a single upload
+        meta = metadata or ObjectMetadata()
         digests = _DigestList(size_hint, chunk_size)
         size = 0
         in_flight: deque[asyncio.Task] = deque()
@@ -147,6 +171,7 @@ class WriteCoordinator:
             piece_iter = _chain_first(first, stream)
             async for piece in piece_iter:
                 whole.update(piece.data)
+                md5.update(piece.data)
                 size += len(piece.data)
                 digests.extend(piece.chunks)
                 in_flight.append(asyncio.create_task(self._prepare_piece(txn, piece)))
@@ -156,17 +181,18 @@ class WriteCoordinator:
                     # one-piece file: phase 2 overlaps phase 1
                     version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
                                                                              chunk_size, create_only, digests.view(),
-                                                                             if_match))
+                                                                             if_match, md5.hexdigest(), meta, part))
             if first is None:  # empty file: no chunks, no phase 1
                 version_task = asyncio.create_task(self._prepare_version(txn, path, 0, whole.hexdigest(), chunk_size,
-                                                                         create_only, b"", if_match))
+                                                                         create_only, b"", if_match, md5.hexdigest(),
+                                                                         meta, part))
             while in_flight:
                 await in_flight.popleft()
             self._crash_point(1)
             if version_task is None:
                 version_task = asyncio.create_task(self._prepare_version(txn, path, size, whole.hexdigest(),
                                                                          chunk_size, create_only, digests.view(),
-                                                                         if_match))
+                                                                         if_match, md5.hexdigest(), meta, part))
             prepared = await version_task
             self._crash_point(2)
             await self._commit_chunks(txn)
@@ -195,13 +221,16 @@ class WriteCoordinator:
         log.info("committed %s version %s: %d bytes, %d chunks, txn %s", path, prepared.version, size,
                  len(digests), txn.txn_id)
         return WriteResult(path=info.path, version=prepared.version, size=size, sha256=whole.hexdigest(),
-                           chunks=len(digests), replicas=replicas)
+                           chunks=len(digests), replicas=replicas, etag=meta.etag or md5.hexdigest())
 
     async def _prepare_version(self, txn: _Txn, path: str, size: int, sha: str, chunk_size: int,
-                               create_only: bool, digests: bytes | memoryview,
-                               if_match: str | None = None) -> PreparedVersion:
+                               create_only: bool, digests: bytes | memoryview, if_match: str | None,
+                               etag: str, meta: ObjectMetadata, part: tuple[str, int] | None) -> PreparedVersion:
+        upload_id, part_number = part if part is not None else (None, None)
         prepare = VersionPrepare(txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
-                                 replication=txn.replication, create_only=create_only, if_match=if_match)
+                                 replication=txn.replication, create_only=create_only, if_match=if_match,
+                                 etag=meta.etag or etag, content_type=meta.content_type,
+                                 user_metadata=meta.user_metadata, upload_id=upload_id, part_number=part_number)
         return await self.phases.prepare_version(prepare, digests)
 
     async def _prepare_piece(self, txn: _Txn, piece: Piece) -> None:
