@@ -32,7 +32,7 @@ ENV DATA_DIR=/data \
 USER ringfs
 
 # leader 8000, user app 8010, chunk servers 8100 and up (each sets PORT).
-EXPOSE 8000 8010 8100-8109
+EXPOSE 8000 8010 8100-8109 8333
 
 # GET /healthz on the service's own port: PORT if set, else the default of the module PID 1 runs.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

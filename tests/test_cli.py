@@ -51,7 +51,8 @@ class Up:
         with open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "user_app.client.cli", "up", "--port", str(self.port),
-                 "--leader-port", str(self.leader_port), "--chunk-server-port", str(self.cs_port), *extra],
+                 "--leader-port", str(self.leader_port), "--chunk-server-port", str(self.cs_port),
+                 "--s3-port", str(free_port()), *extra],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder, env=USER_ENV)
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -113,14 +113,18 @@ def test_environment_values_are_valid_settings(services, monkeypatch):
 
 
 def test_only_user_apps_publish_their_port(services):
-    """The user API is what users reach; the leader and the chunk servers stay on the compose network."""
+    """The user API and its S3 API are what users reach; the leader and the chunk servers stay on the
+    compose network."""
     seen: set[int] = set()
     for name, svc in ringfs_services(services).items():
         env = environment(svc)
         assert "PORT" in env, f"{name}: set PORT explicitly"
         port = int(env["PORT"])
         pairs = published_ports(svc)
-        expected = [(port, port)] if module_of(svc) == "user_app" else []
+        expected = []
+        if module_of(svc) == "user_app":
+            assert "S3_PORT" in env, f"{name}: set S3_PORT explicitly"
+            expected = [(port, port), (int(env["S3_PORT"]), int(env["S3_PORT"]))]
         assert pairs == expected, f"{name}: publishes {pairs}, expected {expected} (listens on {port})"
         assert port not in seen, f"{name}: port {port} used twice"
         seen.add(port)

@@ -16,6 +16,7 @@ from shared.metrics import install_metrics
 from user_app.admin_routes import router as admin_router
 from user_app.auth.authentication import UserAuthMiddleware
 from user_app.routes import BODY_LIMITS, fast, router
+from user_app.s3.app import S3App
 from user_app.services import Services
 
 
@@ -45,3 +46,30 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
     app.include_router(admin_router)
     fast.install(app)
     return app
+
+
+class PortRouter:
+    """Pure ASGI: requests that arrived on ``port`` go to ``other``, everything else (lifespan included)
+    to ``app``. One process serves the user API and the S3 API on their own ports this way
+    (``shared/serve.py``), sharing the services the user API's lifespan makes."""
+
+    def __init__(self, app, port: int, other) -> None:
+        self.app = app
+        self.port = port
+        self.other = other
+
+    async def __call__(self, scope, receive, send):
+        server = scope.get("server")
+        if scope["type"] == "http" and server is not None and server[1] == self.port:
+            return await self.other(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def create_server_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None = None):
+    """What ``python -m user_app`` serves: the user API, and the S3 API on ``S3_PORT`` unless it is 0."""
+    settings = settings or UserAppSettings()
+    auth = auth or ClusterAuth.from_settings(settings, "user app")
+    app = create_app(settings, auth)
+    if not settings.s3_port:
+        return app
+    return PortRouter(app, settings.s3_port, S3App(settings, auth, lambda: app.state.services))

@@ -140,9 +140,16 @@ def _access_denied(message: str, **extra: str) -> SigV4Error:
 # Request data
 
 
-def _text(value: str | bytes) -> str:
-    # HTTP header bytes are ISO-8859-1 (as Starlette and http.client treat them).
+def _latin1(value: str | bytes) -> str:
+    # The request target (path, query) as sent: percent-encoded ASCII; any other byte stays one character.
     return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else value
+
+
+def _text(value: str | bytes) -> str:
+    # Header bytes as text that encodes back to exactly those bytes: UTF-8 where they are UTF-8 (what
+    # botocore sends and signs for an x-amz-meta-* value with an "é"), any other byte kept as a lone
+    # surrogate (surrogateescape). The canonical request is hashed the same way (string_to_sign).
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, (bytes, bytearray)) else value
 
 
 def normalize_headers(headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
@@ -150,7 +157,7 @@ def normalize_headers(headers: Mapping[str, str] | Iterable[tuple[str | bytes, s
     """Lower-cased header name -> its values in the order received.
 
     ``headers`` is a mapping, or an iterable of ``(name, value)`` pairs (``str`` or ``bytes``; bytes
-    are decoded as ISO-8859-1, e.g. Starlette's ``request.headers.raw``). Repeated names keep every
+    are decoded as UTF-8, other bytes kept as surrogates, e.g. Starlette's ``request.headers.raw``). Repeated names keep every
     value; a mapping that can hold repeats (``multi_items()``/``items()``) should be passed as pairs.
     A mapping of name -> list of values (this function's own result) is accepted as well.
     """
@@ -375,7 +382,7 @@ def build_canonical_request(method: str, uri: str, query: str, headers: Mapping[
 
 def string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
     """``AWS4-HMAC-SHA256\\n<amz date>\\n<scope>\\n<hex SHA-256 of the canonical request>``."""
-    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
@@ -471,7 +478,7 @@ def auth_type(request: SigV4Request) -> str | None:
     ``X-Amz-Credential`` or ``X-Amz-Signature`` parameter) or ``None`` (anonymous)."""
     if normalize_headers(request.headers).get("authorization"):
         return AUTH_HEADER
-    query = _text(request.raw_query)
+    query = _latin1(request.raw_query)
     names = {n for n, _, _, _ in split_query(query)} if query else set()
     return AUTH_QUERY if names & _QUERY_MARKERS else None
 
@@ -487,8 +494,8 @@ def parse_request(request: SigV4Request, region: str) -> ParsedAuth:
     ``AuthorizationQueryParametersError`` (syntax or scope: wrong region, service, terminal, date).
     """
     headers = normalize_headers(request.headers)
-    raw_path = _text(request.raw_path)
-    raw_query = _text(request.raw_query)
+    raw_path = _latin1(request.raw_path)
+    raw_query = _latin1(request.raw_query)
     pairs = split_query(raw_query) if raw_query else []
     query_names = [n for n, _, _, _ in pairs]
     auth_values = headers.get("authorization", [])

@@ -166,6 +166,7 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
        data_dir: Path = DataDirOption,
        database_url: str = typer.Option("", "--database-url", help="Leader database (default SQLite)."),
        port: int = typer.Option(8010, "--port", help="User app port."),
+       s3_port: int = typer.Option(8333, "--s3-port", help="The user app's S3 API port (0: no S3 API)."),
        leader_port: int = typer.Option(8000, "--leader-port", help="Leader port."),
        chunk_server_port: int = typer.Option(8100, "--chunk-server-port",
                                              help="First chunk server port (the others follow it)."),
@@ -176,6 +177,7 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
     that exits is restarted (1 s, doubling to 30 s), `ringfs server add` adds a chunk server, Ctrl-C (or
     SIGTERM) stops everything. The first start in a data dir makes its cluster secret and a root access key
     there."""
+    from shared.config import UserAppSettings
     from user_app.client.local_cluster import LocalCluster
     from user_app.client.supervisor import StartError, Supervisor
 
@@ -183,6 +185,7 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
         fail("--chunk-servers and --replication must be at least 1")
     cluster = LocalCluster(data_dir=data_dir, chunk_servers=chunk_servers, replication=replication,
                            database_url=database_url, leader_port=leader_port, user_app_port=port,
+                           s3_port=s3_port, env={"S3_PORT": str(s3_port)} if s3_port == 0 else {},
                            chunk_server_base_port=chunk_server_port, host=host, tls=tls)
     if chunk_servers < replication:
         warn(f"{chunk_servers} chunk servers for replication factor {replication}: every write gets fewer than "
@@ -195,6 +198,10 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
 
     def ready() -> None:
         out.print(Text(f"RingFS is up. Talk to the user app at {cluster.url} (ringfs put/get --url {cluster.url})"))
+        if cluster.s3_url():
+            region = UserAppSettings.model_fields["s3_region"].default
+            out.print(Text(f"  S3 endpoint   {cluster.s3_url()} (region {region}, path-style or virtual-host; "
+                           "sign with an access key: README \"S3\")"))
         if cluster.root is not None:
             if cluster.new_root:
                 out.print(Text(f"  root key      {cluster.root.access_key}  secret {cluster.root.secret_key}  "

@@ -240,6 +240,7 @@ class LocalCluster:
     database_url: str = ""
     leader_port: int = 0
     user_app_port: int = 0
+    s3_port: int = 0  # the first user app's S3 port (0: a free one); the others always get a free one
     chunk_server_base_port: int = 0
     host: str = "127.0.0.1"
     tls: bool = False  # a private CA and certificates in data_dir/tls, every service on https
@@ -356,9 +357,12 @@ class LocalCluster:
         return svc
 
     def new_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
-        """The next user app's ``Service``, not started nor added."""
+        """The next user app's ``Service``, not started nor added. Its S3 API listens on ``S3_PORT`` from
+        ``env``, else on ``s3_port`` (the first app) or a free port."""
         i = len(self.apps) + 1
         svc_env = {**self.env, "LEADER_URL": self.leader_url, **(env or {})}
+        if "S3_PORT" not in svc_env:
+            svc_env["S3_PORT"] = str(self.s3_port if i == 1 and self.s3_port else free_port())
         return Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
                        self.data_dir / "logs" / f"user_app_{i}.log")
 
@@ -366,6 +370,13 @@ class LocalCluster:
         svc = self.new_user_app(port, env).start()
         self.apps.append(svc)
         return svc
+
+    def s3_url(self, app: int = 0) -> str:
+        """The S3 endpoint of user app ``app`` (the first by default), or "" when it serves none."""
+        svc = self.apps[app]
+        port = int(svc.env.get("S3_PORT") or 0)
+        scheme = "https" if svc.env.get("TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{port}" if port else ""
 
     @property
     def ca_file(self) -> Path | None:

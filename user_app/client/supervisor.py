@@ -196,6 +196,8 @@ class Supervisor:
             self._check_port(f"chunk_server_{i + 1}", c.chunk_server_base_port + i,
                              f"--chunk-server-port (the first of {n} consecutive ports)")
         self._check_port("the user app", c.user_app_port, "--port")
+        if c.s3_port:
+            self._check_port("the user app's S3 API", c.s3_port, "--s3-port")
         c.leader = c.new_leader()
         self._launch(c.leader, "--leader-port")
         self._wait_ready([c.leader])
