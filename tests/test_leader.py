@@ -116,6 +116,11 @@ def new_txn() -> str:
     return uuid.uuid4().hex
 
 
+
+def digests_of(data: bytes, chunk: int = CHUNK) -> bytes:
+    """The packed SHA-256 digests of ``data`` in ``chunk``-byte chunks, as a prepare sends them."""
+    return b"".join(hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, len(data), chunk))
+
 def prepare(client: httpx.Client, path: str, data: bytes, txn_id: str | None = None, **params) -> httpx.Response:
     """``POST /txns`` for ``data`` cut into CHUNK-byte chunks."""
     digests = b"".join(hashlib.sha256(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK))

@@ -22,7 +22,7 @@ import pytest
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from shared.protocol.manifests import decode_manifest
 from tests.conftest import database_url_for
-from tests.test_leader import CHUNK, FAST_ENV, prepare, put
+from tests.test_leader import CHUNK, FAST_ENV, digests_of, prepare, put
 from user_app.client.local_cluster import Service, free_port
 from tests.utils.auth import SIGNING_KEY, authed_client
 
@@ -42,10 +42,6 @@ def leader(tmp_path: Path):
     finally:
         client.close()
         svc.stop()
-
-
-def digests_of(data: bytes) -> bytes:
-    return b"".join(hashlib.sha256(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
 
 
 def fields(path: str, data: bytes, txn_id: str | None = None, **extra) -> dict:

@@ -23,7 +23,7 @@ import pytest
 from shared.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from shared.protocol.manifests import decode_manifest, decode_manifests
 from tests.conftest import database_url_for
-from tests.test_leader import CHUNK, FAST_ENV, assert_error, prepare
+from tests.test_leader import CHUNK, FAST_ENV, assert_error, digests_of, prepare
 from tests.utils.auth import SIGNING_KEY, authed_client
 from user_app.client.local_cluster import Service, free_port, wait_until
 
@@ -49,10 +49,6 @@ def leader(tmp_path: Path):
     finally:
         client.close()
         svc.stop()
-
-
-def digests_of(data: bytes) -> bytes:
-    return b"".join(hashlib.sha256(data[i:i + CHUNK]).digest() for i in range(0, len(data), CHUNK))
 
 
 def write(leader: httpx.Client, path: str, data: bytes, **params) -> dict:

@@ -33,7 +33,7 @@ def s3_client(url: str, access_key: str = ROOT_ACCESS_KEY, secret_key: str = ROO
     return boto3.client("s3", endpoint_url=url, region_name=REGION, aws_access_key_id=access_key,
                         aws_secret_access_key=secret_key,
                         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                      signature_version="s3v4", **config))
+                                      **{"signature_version": "s3v4", **config}))
 
 
 @pytest.fixture(scope="module")
@@ -601,3 +601,11 @@ def test_multipart_odd_part_sizes_and_part_copy(s3, bucket):
     got = s3.get_object(Bucket=bucket, Key="odd")
     assert got["Body"].read() == first + source[100:5001]
     assert got["ETag"] == multipart_etag([first, source[100:5001]])
+
+
+def test_sigv2_is_refused_with_the_reason(cluster, bucket):
+    v2 = s3_client(cluster.s3_url(), signature_version="s3")  # SigV2, header and presigned
+    expect_error("InvalidRequest", 400, v2.list_objects, Bucket=bucket)
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
+    answer = httpx.get(url)
+    assert answer.status_code == 400 and "AWS4-HMAC-SHA256" in answer.text

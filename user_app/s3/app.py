@@ -56,11 +56,8 @@ def _bucket_operation(ctx: S3Request) -> Operation:
         return objects.delete_objects
     _refuse_unsupported(query, UNSUPPORTED_BUCKET | {"versioning", "location", "delete", "uploads"},
                         "this bucket operation")
-    operation = {"PUT": buckets.create_bucket, "HEAD": buckets.head_bucket,
-                 "DELETE": buckets.delete_bucket}.get(method)
-    if operation is None:
-        raise _method_not_allowed(method)
-    return operation
+    return _by_method(method, {"PUT": buckets.create_bucket, "HEAD": buckets.head_bucket,
+                               "DELETE": buckets.delete_bucket})
 
 
 def _object_operation(ctx: S3Request) -> Operation:
@@ -70,17 +67,18 @@ def _object_operation(ctx: S3Request) -> Operation:
     if "uploadId" in query:  # an operation of a multipart upload
         if method == "PUT":
             return multipart.upload_part_copy if copy else multipart.upload_part
-        operation = {"POST": multipart.complete_multipart_upload, "DELETE": multipart.abort_multipart_upload,
-                     "GET": multipart.list_parts}.get(method)
-        if operation is None:
-            raise _method_not_allowed(method)
-        return operation
+        return _by_method(method, {"POST": multipart.complete_multipart_upload, "GET": multipart.list_parts,
+                                   "DELETE": multipart.abort_multipart_upload})
     if method == "POST" and "uploads" in query:
         return multipart.create_multipart_upload
     if method == "PUT":
         return objects.copy_object if copy else objects.put_object
-    operation = {"GET": objects.get_object, "HEAD": objects.get_object,
-                 "DELETE": objects.delete_object}.get(method)
+    return _by_method(method, {"GET": objects.get_object, "HEAD": objects.get_object,
+                               "DELETE": objects.delete_object})
+
+
+def _by_method(method: str, operations: dict[str, Operation]) -> Operation:
+    operation = operations.get(method)
     if operation is None:
         raise _method_not_allowed(method)
     return operation

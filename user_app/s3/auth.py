@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.auth.sigv4 import ParsedAuth, SigV4Request, VerifiedRequest, auth_type, parse_request, verify_parsed
+from shared.auth.sigv4 import (
+    ParsedAuth, SigV4Error, SigV4Request, VerifiedRequest, auth_type, parse_request, verify_parsed,
+)
 from user_app.auth.authentication import ANONYMOUS_ADMIN
 from user_app.auth.key_cache import KeyCache
 from user_app.auth.principal import Principal
@@ -44,6 +46,11 @@ async def authenticate(scope, keys: KeyCache, region: str, insecure: bool) -> S3
     if auth_type(request) is None:
         if insecure:
             return S3Caller(ANONYMOUS_ADMIN, None)
+        try:
+            parse_request(request, region)  # a SigV2 presigned URL: InvalidRequest, "use AWS4-HMAC-SHA256"
+        except SigV4Error as exc:
+            if exc.code != "AccessDenied":
+                raise
         raise S3Error("AccessDenied", "Access Denied: this request is not signed, and RingFS has no public "
                       "buckets; sign it with an access key (AWS Signature Version 4).", 403)
     parsed: ParsedAuth = parse_request(request, region)

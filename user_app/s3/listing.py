@@ -132,12 +132,14 @@ def _untoken(token: str) -> str:
                                token) from None
 
 
-async def list_objects_v2(ctx: S3Request) -> Response:
+async def _common(ctx: S3Request):
+    """What both versions of ListObjects take alike: ``(encode, prefix, delimiter, max_keys)``."""
     await ctx.require_bucket()
-    encode = _encoder(ctx)
-    prefix = ctx.query("prefix") or ""
-    delimiter = ctx.query("delimiter") or None
-    max_keys = _max_keys(ctx.query("max-keys"))
+    return _encoder(ctx), ctx.query("prefix") or "", ctx.query("delimiter") or None, _max_keys(ctx.query("max-keys"))
+
+
+async def list_objects_v2(ctx: S3Request) -> Response:
+    encode, prefix, delimiter, max_keys = await _common(ctx)
     token = ctx.query("continuation-token")
     start_after = ctx.query("start-after")
     after = _untoken(token) if token is not None else start_after
@@ -155,11 +157,7 @@ async def list_objects_v2(ctx: S3Request) -> Response:
 
 
 async def list_objects_v1(ctx: S3Request) -> Response:
-    await ctx.require_bucket()
-    encode = _encoder(ctx)
-    prefix = ctx.query("prefix") or ""
-    delimiter = ctx.query("delimiter") or None
-    max_keys = _max_keys(ctx.query("max-keys"))
+    encode, prefix, delimiter, max_keys = await _common(ctx)
     marker = ctx.query("marker") or ""
     page = await scan_page(ctx, prefix, delimiter, marker or None, max_keys)
     root = xml.document("ListBucketResult")
