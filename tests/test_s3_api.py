@@ -570,6 +570,9 @@ def test_multipart_lifecycle_and_errors(s3, bucket):
     done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
     assert done["ETag"] == multipart_etag([one, two])
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})  # a retry after a lost answer
+    assert (again["ETag"], again["VersionId"]) == (done["ETag"], done["VersionId"])
     got = s3.get_object(Bucket=bucket, Key="mp")
     assert got["Body"].read() == one + two and got["ContentType"] == "video/mp4" and got["Metadata"] == {"a": "1"}
     expect_error("NoSuchUpload", 404, s3.list_parts, Bucket=bucket, Key="mp", UploadId=uid)

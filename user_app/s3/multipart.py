@@ -182,10 +182,16 @@ def _manifest(path: str, size: int, chunk_size: int, replication: int, digests: 
 async def complete_multipart_upload(ctx: S3Request) -> Response:
     name = _name(ctx)
     ctx.principal.check_write(name.path)
-    upload = await _upload(ctx, name)
-    upload_id = upload["upload_id"]
     parts = _requested_parts(xml.parse(await read_small(ctx.request, ctx.caller.verified, xml.MAX_XML_BODY),
                                        "CompleteMultipartUpload"))
+    try:
+        upload = await _upload(ctx, name)
+    except S3Error as exc:
+        done = await _already_completed(ctx, name, parts) if exc.code == "NoSuchUpload" else None
+        if done is None:
+            raise
+        return _completed(ctx, done.version, etag_of(done))
+    upload_id = upload["upload_id"]
     inm = ctx.request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
         raise S3Error("NotImplemented", "CompleteMultipartUpload takes only 'If-None-Match: *'.", 501)
@@ -234,10 +240,31 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
                 pass  # another request aborted it meanwhile; this write stands
             version, etag = result.version, plan["etag"]
         details["version"] = version
+    return _completed(ctx, version, etag)
+
+
+def _completed(ctx: S3Request, version: int, etag: str) -> Response:
     root = xml.document("CompleteMultipartUploadResult")
     xml.add_all(root, [("Location", f"/{ctx.bucket}/{ctx.key}"), ("Bucket", ctx.bucket), ("Key", ctx.key),
                        ("ETag", f'"{etag}"')])
     return ctx.xml(root, headers={"x-amz-version-id": str(version)})
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a multipart object: the MD5 of its parts' binary MD5s, ``-<parts>``."""
+    joined = b"".join(bytes.fromhex(tag) for tag in part_etags)
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
+
+
+async def _already_completed(ctx: S3Request, name: ObjectName, parts: list[tuple[int, str]]) -> VersionInfo | None:
+    """The live version of the key when it is what completing these parts made: a client that retries a
+    completion (its answer was lost) is answered as the first time, as S3 does."""
+    try:
+        expected = multipart_etag([tag for _, tag in parts])
+        current = await ctx.services.leader.rpc_stat(name.path)
+    except (ValueError, NotFound):
+        return None
+    return current if current.etag == expected else None
 
 
 def _json(metadata: dict | str | None) -> str | None:
