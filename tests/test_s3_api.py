@@ -612,3 +612,22 @@ def test_sigv2_is_refused_with_the_reason(cluster, bucket):
     url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=60)
     answer = httpx.get(url)
     assert answer.status_code == 400 and "AWS4-HMAC-SHA256" in answer.text
+
+
+def test_folder_marker_with_a_large_body_is_refused_before_it_is_read(cluster, bucket):
+    """A marker holds no byte: its announced length is refused at once, nothing is buffered."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{cluster.s3_url()}/{bucket}/marker/"
+    request = AWSRequest(method="PUT", url=url, data=b"", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    S3SigV4Auth(Credentials(ROOT_ACCESS_KEY, ROOT_SECRET_KEY), "s3", REGION).add_auth(request)
+
+    def body():  # 64 MiB it never has to read
+        for _ in range(64):
+            yield b"\0" * MiB
+
+    answer = httpx.put(url, content=body(), headers={**request.headers, "Content-Length": str(64 * MiB)},
+                       timeout=30)
+    assert answer.status_code == 400 and "<Code>InvalidArgument</Code>" in answer.text

@@ -138,16 +138,20 @@ async def put_object(ctx: S3Request) -> Response:
     """PutObject. A key ending in ``/`` with an empty body is a folder marker: the explicit folder."""
     name = _name(ctx)
     ctx.principal.check_write(name.path)
-    body = VerifiedBody(ctx.request, ctx.caller.verified, MAX_PUT_SIZE)
     if name.folder:
-        data = b"".join([block async for block in body])
-        if data:
+        try:  # a marker holds no byte: a body is refused as soon as it is announced or arrives
+            async for _ in VerifiedBody(ctx.request, ctx.caller.verified, 0):
+                pass
+        except S3Error as exc:
+            if exc.code != "EntityTooLarge":
+                raise
             raise invalid_argument("A key ending in '/' is a folder in RingFS and cannot hold data.", "key",
-                                   name.key)
+                                   name.key) from None
         await ctx.require_bucket()
         with audited(ctx.principal, "s3 put folder", name.path):
             await ctx.services.leader.rpc_create_folder(name.path)
         return Response(status_code=200, headers={"ETag": f'"{EMPTY_MD5}"'})
+    body = VerifiedBody(ctx.request, ctx.caller.verified, MAX_PUT_SIZE)
     inm = ctx.request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
         raise S3Error("NotImplemented", "PutObject takes only 'If-None-Match: *'.", 501)

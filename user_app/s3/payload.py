@@ -52,19 +52,20 @@ class VerifiedBody:
         length = self.request.headers.get("content-length")
         return int(length) if length is not None and length.isdigit() else None
 
+    def _too_large(self) -> S3Error:
+        return S3Error("EntityTooLarge", f"Your proposed upload exceeds the maximum allowed size of "
+                       f"{self.limit} bytes.", 400, MaxSizeAllowed=str(self.limit))
+
     def _count(self, block: bytes) -> bytes:
         self.size += len(block)
         if self.size > self.limit:
-            raise S3Error("EntityTooLarge", f"Your proposed upload exceeds the maximum allowed size of "
-                          f"{self.limit} bytes.", 400, MaxSizeAllowed=str(self.limit))
+            raise self._too_large()
         return block
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         declared = self.declared_size
         if declared is not None and declared > self.limit:
-            self._count(b"\0" * 0)
-            raise S3Error("EntityTooLarge", f"Your proposed upload exceeds the maximum allowed size of "
-                          f"{self.limit} bytes.", 400, MaxSizeAllowed=str(self.limit))
+            raise self._too_large()
         if self._decoder is not None:
             async for raw in iter_body(self.request):
                 for block in self._decoder.feed(raw):
