@@ -37,7 +37,8 @@ def openapi_routes(base: str, auth: httpx.Auth) -> list[tuple[str, str]]:
     out = []
     for path, ops in spec["paths"].items():
         concrete = path.replace("{path}", "a/b.txt").replace("{txn_id}", "t1").replace(
-            "{chunk_id}", "0" * 64).replace("{access_key}", "RKNOSUCHKEY000000000").replace("{folder}", "a")
+            "{chunk_id}", "0" * 64).replace("{access_key}", "RKNOSUCHKEY000000000").replace("{folder}", "a").replace(
+            "{upload_id}", "0" * 48)
         out += [(m.upper(), concrete) for m in ops if m in ("get", "post", "put", "delete", "head")]
     return out
 
