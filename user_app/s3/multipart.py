@@ -215,8 +215,11 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
                 info = await leader.rpc_complete_upload(upload_id, parts, sha256=sha.hexdigest(),
                                                         digests_sha256=plan["digests_sha256"],
                                                         create_only=inm is not None, if_match=leader_if_match)
-            except NotFound:  # aborted, expired or completed by another request meanwhile
-                raise no_such_upload(upload_id) from None
+            except NotFound:  # aborted, expired, or completed by another request meanwhile (a retry)
+                done = await _already_completed(ctx, name, parts)
+                if done is None:
+                    raise no_such_upload(upload_id) from None
+                return _completed(ctx, done.version, etag_of(done))
             except BadRequest as exc:  # the parts changed into an invalid list since assemble
                 code, colon, message = exc.message.partition(": ")
                 if colon and code in PART_PROBLEMS:
