@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 
 from shared.protocol.models import AssemblyPlan, PlannedPart, UploadProblem
-from shared.protocol.rules import MAX_FILE_SIZE, MAX_PART_NUMBER
+from shared.protocol.rules import MAX_FILE_SIZE, MAX_PART_NUMBER, multipart_etag
 
 # Bytes every part but the last must have at least: S3's 5 MiB minimum part size.
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -106,7 +106,6 @@ def plan(requested: list[tuple[int, str]], stored: dict[int, StoredPart]) -> Pla
     aligned = (all(p.chunk_size == first.chunk_size for p in parts)
                and all(p.size % p.chunk_size == 0 for p in parts[:-1]))
     digests = b"".join(p.digests for p in parts)
-    md5s = b"".join(bytes.fromhex(p.etag) for p in parts)
     return Plan(size=size, chunk_size=first.chunk_size, replication=min(p.replication for p in parts),
-                aligned=aligned, etag=f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(parts)}",
+                aligned=aligned, etag=multipart_etag([p.etag for p in parts]),
                 digests=digests, digests_sha256=hashlib.sha256(digests).hexdigest(), parts=tuple(parts))

@@ -31,17 +31,13 @@ instant some row references them, so every GC answer calls them referenced.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import uuid
-
-from sqlalchemy.exc import IntegrityError
 
 from leader import txns
 from leader import version_sql as sql
 from leader.new_version import NewVersion, checked_user_metadata
-from leader.store import WRITE_RETRIES, Store
-from shared.errors import NotFound, Unavailable
+from leader.store import Store
+from shared.errors import NotFound
 from shared.paths import normalize_path
 from shared.protocol.models import CopyRequest, VersionInfo
 
@@ -64,25 +60,20 @@ async def copy(store: Store, req: CopyRequest) -> VersionInfo:
     replace = req.metadata == "replace"
     user_metadata = checked_user_metadata(req.user_metadata) if replace else None
     txn_id = f"copy-{uuid.uuid4().hex}"
-    for attempt in range(WRITE_RETRIES):
-        try:
-            async with store.write_conn() as conn:
-                if req.src_version is None:
-                    row = (await conn.execute(SOURCE_LATEST, {"path": src})).first()
-                else:
-                    row = (await conn.execute(SOURCE_EXACT, {"path": src, "version": req.src_version})).first()
-                if row is None:
-                    what = repr(src) if req.src_version is None else f"version {req.src_version} of {src!r}"
-                    raise NotFound(f"no such file to copy: {what}")
-                await txns.prepare_in(conn, NewVersion(
-                    txn_id=txn_id, path=dst, size=row.size, sha256=row.sha256, chunk_size=row.chunk_size,
-                    replication=row.replication, create_only=req.create_only, digests=bytes(row.chunk_digests),
-                    if_match=req.if_match, etag=row.etag,
-                    content_type=req.content_type if replace else row.content_type,
-                    user_metadata=user_metadata if replace else row.user_metadata))
-            break
-        except IntegrityError:  # a concurrent writer took the version number: again, in a fresh transaction
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    else:
-        raise Unavailable(f"could not assign a version to {dst!r}: too many concurrent writers")
+
+    async def from_source(conn) -> NewVersion:
+        if req.src_version is None:
+            row = (await conn.execute(SOURCE_LATEST, {"path": src})).first()
+        else:
+            row = (await conn.execute(SOURCE_EXACT, {"path": src, "version": req.src_version})).first()
+        if row is None:
+            what = repr(src) if req.src_version is None else f"version {req.src_version} of {src!r}"
+            raise NotFound(f"no such file to copy: {what}")
+        return NewVersion(
+            txn_id=txn_id, path=dst, size=row.size, sha256=row.sha256, chunk_size=row.chunk_size,
+            replication=row.replication, create_only=req.create_only, digests=bytes(row.chunk_digests),
+            if_match=req.if_match, etag=row.etag, content_type=req.content_type if replace else row.content_type,
+            user_metadata=user_metadata if replace else row.user_metadata)
+
+    await txns.prepare_derived(store, from_source, repr(dst))
     return await txns.commit(store, txn_id)

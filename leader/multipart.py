@@ -30,9 +30,7 @@ Upload ids are :func:`new_upload_id`: they sort as the uploads' creation times, 
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import random
 import secrets
 import time
 import uuid
@@ -273,32 +271,27 @@ async def complete(store: Store, upload_id: str, req: CompleteRequest) -> Versio
     if not _known_form(upload_id):
         raise no_such_upload(upload_id)
     txn_id = f"mpu-{uuid.uuid4().hex}"
-    for attempt in range(WRITE_RETRIES):
-        try:
-            async with store.write_conn() as conn:
-                upload = (await conn.execute(LOCK_UPLOAD, {"upload_id": upload_id})).first()
-                if upload is None:
-                    raise no_such_upload(upload_id)
-                outcome = await _plan(conn, upload_id, req.parts)
-                if isinstance(outcome, UploadProblem):
-                    raise BadRequest(f"{outcome.code}: {outcome.message}")
-                if outcome.digests_sha256 != req.digests_sha256:
-                    raise Conflict("the parts changed since assemble; retry")
-                if not outcome.aligned:
-                    raise BadRequest("the parts are not aligned (not one chunk size, or a part but the last is "
-                                     "not a whole number of chunks): their chunk lists cannot be joined; write "
-                                     "the object by copying the parts instead")
-                await txns.prepare_in(conn, NewVersion(
-                    txn_id=txn_id, path=upload.path, size=outcome.size, sha256=req.sha256,
-                    chunk_size=outcome.chunk_size, replication=outcome.replication, create_only=req.create_only,
-                    digests=outcome.digests, if_match=req.if_match, etag=outcome.etag,
-                    content_type=upload.content_type, user_metadata=upload.user_metadata))
-            break
-        except IntegrityError:  # a concurrent writer took the version number: again, in a fresh transaction
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    else:
-        raise Unavailable(f"could not assign a version to the path of upload {upload_id!r}: too many "
-                          f"concurrent writers")
+
+    async def from_parts(conn) -> NewVersion:
+        upload = (await conn.execute(LOCK_UPLOAD, {"upload_id": upload_id})).first()
+        if upload is None:
+            raise no_such_upload(upload_id)
+        outcome = await _plan(conn, upload_id, req.parts)
+        if isinstance(outcome, UploadProblem):
+            raise BadRequest(f"{outcome.code}: {outcome.message}")
+        if outcome.digests_sha256 != req.digests_sha256:
+            raise Conflict("the parts changed since assemble; retry")
+        if not outcome.aligned:
+            raise BadRequest("the parts are not aligned (not one chunk size, or a part but the last is "
+                             "not a whole number of chunks): their chunk lists cannot be joined; write "
+                             "the object by copying the parts instead")
+        return NewVersion(
+            txn_id=txn_id, path=upload.path, size=outcome.size, sha256=req.sha256,
+            chunk_size=outcome.chunk_size, replication=outcome.replication, create_only=req.create_only,
+            digests=outcome.digests, if_match=req.if_match, etag=outcome.etag,
+            content_type=upload.content_type, user_metadata=upload.user_metadata)
+
+    await txns.prepare_derived(store, from_parts, f"the path of upload {upload_id!r}")
     return await txns.commit_with(store, txn_id, functools.partial(_drop_completed, upload_id=upload_id))
 
 

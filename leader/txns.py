@@ -205,6 +205,23 @@ def _insert_params(group: list[NewVersion], now: float) -> dict:
     return params
 
 
+async def prepare_derived(store: Store, derive: Callable[[AsyncConnection], Awaitable[NewVersion]],
+                          what: str) -> None:
+    """Record as pending the version ``await derive(conn)`` builds from what it reads in the same write
+    transaction (a copy's source, an upload's parts): :func:`prepare_in` after it, and both again in a
+    fresh transaction when a concurrent writer took the version number. ``derive`` raises to refuse.
+    Raises what ``derive`` and :func:`prepare_in` raise, and :class:`Unavailable` (503) naming ``what``
+    after ``WRITE_RETRIES`` lost races."""
+    for attempt in range(WRITE_RETRIES):
+        try:
+            async with store.write_conn() as conn:
+                await prepare_in(conn, await derive(conn))
+            return
+        except IntegrityError:  # a concurrent writer took the version number: again, in a fresh transaction
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise Unavailable(f"could not assign a version to {what}: too many concurrent writers")
+
+
 async def prepare_in(conn: AsyncConnection, nv: NewVersion) -> PreparedVersion:
     """:func:`prepare` of ``nv`` inside the caller's transaction ``conn``, without retries: for a caller that
     reads what the version copies in the same transaction (``leader/copy.py``). Raises the refusal

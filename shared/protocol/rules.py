@@ -6,6 +6,7 @@ sends, so the two can never drift apart.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import orjson
@@ -144,6 +145,13 @@ MAX_PART_NUMBER = 10_000
 # A part's S3 entity tag: the MD5 of its content, 32 lowercase hex (the multipart ETag is computed from
 # the parts' binary MD5s, so a part cannot carry a ``-<N>`` tag).
 PART_ETAG_PATTERN = r"^[0-9a-f]{32}$"
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a multipart object: the MD5 of its parts' binary MD5s (each ``PART_ETAG_PATTERN``),
+    then ``-<number of parts>``. Raises :class:`ValueError` for a part ETag that is not hex."""
+    joined = b"".join(bytes.fromhex(tag) for tag in part_etags)
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
 
 
 # ---------------------------------------------------------------- ordered key scans (S3 listings)

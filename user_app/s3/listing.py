@@ -20,6 +20,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from shared.errors import Forbidden
+from shared.protocol.rules import MAX_SCAN_LIMIT
 from user_app.s3 import xml
 from user_app.s3.buckets import owner
 from user_app.s3.context import S3Request
@@ -27,7 +28,7 @@ from user_app.s3.errors import invalid_argument
 from user_app.s3.names import bucket_folder
 from user_app.s3.objects import EMPTY_MD5, iso_time
 
-MAX_KEYS = 1000
+MAX_KEYS = MAX_SCAN_LIMIT  # S3's MaxKeys bound: a page is one leader scan
 
 
 @dataclass

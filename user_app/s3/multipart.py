@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import time
 
 from starlette.responses import Response
@@ -28,6 +27,7 @@ from starlette.responses import Response
 from shared.errors import BadRequest, NotFound, PreconditionFailed
 from shared.protocol.manifests import Manifest
 from shared.protocol.models import VersionInfo
+from shared.protocol.rules import MAX_PART_NUMBER, canonical_user_metadata, multipart_etag
 from user_app.auth.audit import audited
 from user_app.s3 import xml
 from user_app.s3.buckets import owner
@@ -42,7 +42,6 @@ from user_app.ranges import parse_range
 from user_app.s3.payload import VerifiedBody, read_small
 from user_app.writer import ObjectMetadata
 
-MAX_PART_NUMBER = 10_000
 # What the leader's plan of a completion can find wrong with the listed parts (leader/assembly.py).
 PART_PROBLEMS = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge"})
 MAX_LISTED = 1000
@@ -253,12 +252,6 @@ def _completed(ctx: S3Request, version: int, etag: str) -> Response:
     return ctx.xml(root, headers={"x-amz-version-id": str(version)})
 
 
-def multipart_etag(part_etags: list[str]) -> str:
-    """S3's ETag of a multipart object: the MD5 of its parts' binary MD5s, ``-<parts>``."""
-    joined = b"".join(bytes.fromhex(tag) for tag in part_etags)
-    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"
-
-
 async def _already_completed(ctx: S3Request, name: ObjectName, parts: list[tuple[int, str]]) -> VersionInfo | None:
     """The live version of the key when it is what completing these parts made: a client that retries a
     completion (its answer was lost) is answered as the first time, as S3 does."""
@@ -273,7 +266,7 @@ async def _already_completed(ctx: S3Request, name: ObjectName, parts: list[tuple
 def _json(metadata: dict | str | None) -> str | None:
     if metadata is None or isinstance(metadata, str):
         return metadata
-    return json.dumps(metadata, separators=(",", ":"))
+    return canonical_user_metadata(metadata)
 
 
 async def abort_multipart_upload(ctx: S3Request) -> Response:

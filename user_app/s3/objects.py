@@ -13,7 +13,6 @@ reference), on the user app's own write and read paths (2PC writes, verified str
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
 from datetime import datetime, timezone
 from urllib.parse import unquote
@@ -22,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from shared.errors import NotFound, PreconditionFailed, RangeNotSatisfiable
 from shared.protocol.models import VersionInfo
-from shared.protocol.rules import MAX_VERSION
+from shared.protocol.rules import MAX_USER_METADATA_BYTES, MAX_VERSION, canonical_user_metadata
 from user_app.auth.audit import audited
 from user_app.preconditions import NotModified, check_read, http_date, last_modified, parse_etags
 from user_app.ranges import parse_range
@@ -112,12 +111,12 @@ def request_metadata(ctx: S3Request) -> ObjectMetadata:
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
             key = name[len(META_PREFIX):]
             pairs[key] = f"{pairs[key]},{value}" if key in pairs else value
-    if sum(len(k.encode()) + len(v.encode()) for k, v in pairs.items()) > 2048:
+    if sum(len(k.encode()) + len(v.encode()) for k, v in pairs.items()) > MAX_USER_METADATA_BYTES:
         raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.",
-                      400, MaxSizeAllowed="2048")
+                      400, MaxSizeAllowed=str(MAX_USER_METADATA_BYTES))
     content_type = ctx.request.headers.get("content-type")
     return ObjectMetadata(content_type=content_type or None,
-                          user_metadata=json.dumps(pairs, separators=(",", ":")) if pairs else None)
+                          user_metadata=canonical_user_metadata(pairs) if pairs else None)
 
 
 async def live_etag_condition(ctx: S3Request, path: str, if_match: str) -> str:
