@@ -13,7 +13,7 @@ import bisect
 import itertools
 import time
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -206,14 +206,16 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
     return len(target)
 
 
-async def delete_file(store: Store, path: str, if_match: str | None = None) -> int:
+async def delete_file(store: Store, path: str, if_match: str | None = None) -> tuple[int, float]:
     """Tombstone every committed version of ``path`` (state ``deleted``, ``deleted_at`` now); return how
-    many. Chunk garbage collection is separate.
+    many and that ``deleted_at`` (UNIX seconds; S3 names its delete marker by it). Chunk garbage
+    collection is separate.
 
     ``if_match`` (``"*"`` or comma-separated SHA-256s, RFC 9110 §13.1.1) is checked against the live
     version in the same transaction, the path's rows locked first (as a conditional commit locks them).
     Raises :class:`PreconditionFailed` (412) when it does not match (or nothing is live), else
     :class:`NotFound` (404) when nothing is live."""
+    deleted_at = time.time()
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the delete ended
     try:
         async with store.write() as session:
@@ -224,9 +226,30 @@ async def delete_file(store: Store, path: str, if_match: str | None = None) -> i
                     raise if_match_failed(path, current)
             result = await session.execute(
                 update(FV).where(FV.path == path, FV.state == COMMITTED)
-                .values(state=DELETED, deleted_at=time.time()).execution_options(synchronize_session=False))
+                .values(state=DELETED, deleted_at=deleted_at).execution_options(synchronize_session=False))
     finally:
         store.cache.end_write(path)
     if not result.rowcount:
         raise NotFound(f"no such file: {path!r}")
-    return result.rowcount
+    return result.rowcount, deleted_at
+
+
+async def delete_version(store: Store, path: str, version: int) -> str:
+    """Remove version ``version`` of ``path`` for good, committed or in the trash (S3's DeleteObject with
+    a ``versionId``, which AWS documents as permanent); return the state it had. When it was the latest,
+    the next older committed version becomes the latest. Its chunks become unreferenced unless another
+    version shares them, and chunk GC collects them after its grace period (``leader/gc.py``).
+
+    Raises :class:`NotFound` when ``path`` has no committed or tombstoned version ``version``."""
+    store.cache.begin_write(path)
+    try:
+        async with store.write() as session:
+            await session.execute(LOCK_PATH, {"path": path})
+            row = (await session.execute(
+                delete(FV).where(FV.path == path, FV.version == version, FV.state.in_((COMMITTED, DELETED)))
+                .returning(FV.state).execution_options(synchronize_session=False))).first()
+    finally:
+        store.cache.end_write(path)
+    if row is None:
+        raise NotFound(f"{path!r} has no version {version}")
+    return row.state

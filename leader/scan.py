@@ -15,6 +15,8 @@ How the two kinds are walked, each in batches that stop early (``LIMIT``) on an 
 
 * Files: ``file_versions`` by a range on ``path`` in path order (``ix_file_versions_path_state_version``),
   the latest committed version of each path; a file's key is its path, so path order is key order.
+  With ``history`` (ListObjectVersions), every path in the range with a committed or tombstoned version
+  is a key, and its entry lists all those versions (:func:`_fetch_histories`).
 * Folders: ``folders`` by a range on its primary key. Key order (``path + "/"``) differs from path order
   only between a folder and the folders that extend it with a character below ``"/"`` (``a-b/`` sorts
   before ``a/``, but ``a`` before ``a-b``), so a batch read in path order answers only the keys below its
@@ -33,7 +35,7 @@ from sqlalchemy import Integer, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leader.store import Store
-from leader.version_sql import COMMITTED, FILE_VERSIONS, FOLDERS, unindexed
+from leader.version_sql import COMMITTED, DELETED, FILE_VERSIONS, FOLDERS, unindexed
 from shared.errors import BadRequest
 from shared.protocol.rules import MAX_DELIMITER_BYTES, MAX_SCAN_LIMIT
 
@@ -104,6 +106,40 @@ async def _fetch_files(conn: AsyncConnection, lo: str, inclusive: bool, hi: str 
                        "created_at": r.created_at, "committed_at": r.committed_at, "sha256": r.sha256,
                        "etag": r.etag, "content_type": r.content_type}) for r in rows]
     return items, len(rows) < k
+
+
+@functools.lru_cache(maxsize=4)
+def _history_paths_statement(inclusive: bool, bounded: bool):
+    """The paths in ``[lo, hi)`` (``(lo, hi)``) with a committed or tombstoned version, in path order, at
+    most ``k``: a range walk of ``ix_file_versions_path_state_version``."""
+    lo = bindparam("lo", type_=_C.path.type)
+    q = select(_C.path).where(unindexed(_C.state).in_((COMMITTED, DELETED)),
+                              _C.path >= lo if inclusive else _C.path > lo)
+    if bounded:
+        q = q.where(_C.path < bindparam("hi", type_=_C.path.type))
+    return q.distinct().order_by(_C.path).limit(bindparam("k", type_=Integer))
+
+
+HISTORY_OF = (select(_C.path, _C.version, _C.state, _C.size, _C.sha256, _C.etag, _C.content_type, _C.created_at,
+                     _C.committed_at, _C.deleted_at)
+              .where(_C.path.in_(bindparam("paths", expanding=True)), _C.state.in_((COMMITTED, DELETED)))
+              .order_by(_C.path, _C.version))
+
+
+async def _fetch_histories(conn: AsyncConnection, lo: str, inclusive: bool, hi: str | None, k: int
+                           ) -> tuple[list[Item], bool]:
+    """The first ``k`` paths from ``lo`` below ``hi`` that have a committed or tombstoned version, each
+    with all of them (``versions``, oldest first), and whether there are no more."""
+    paths = list((await conn.execute(_history_paths_statement(inclusive, hi is not None),
+                                     {"lo": lo, "hi": hi, "k": k})).scalars())
+    items: dict[str, dict] = {p: {"key": p, "path": p, "versions": []} for p in paths}
+    if paths:
+        for r in (await conn.execute(HISTORY_OF, {"paths": paths})).all():
+            items[r.path]["versions"].append({
+                "version": r.version, "state": r.state, "size": r.size, "sha256": r.sha256, "etag": r.etag,
+                "content_type": r.content_type, "created_at": r.created_at, "committed_at": r.committed_at,
+                "deleted_at": r.deleted_at})
+    return [(p, items[p]) for p in paths if items[p]["versions"]], len(paths) < k
 
 
 @functools.lru_cache(maxsize=2)
@@ -213,7 +249,7 @@ def checked_bound(name: str, value: str | None) -> str | None:
 
 async def scan(store: Store, prefix: str = "", after: str | None = None, start: str | None = None,
                limit: int = MAX_SCAN_LIMIT, delimiter: str | None = None,
-               readable: list[str] | None = None) -> dict:
+               readable: list[str] | None = None, history: bool = False) -> dict:
     """The keys (see the module docstring) that start with ``prefix``, sort after ``after`` (exclusive)
     and at or after ``start`` (inclusive), and (unless ``readable`` is None) start with one of the
     ``readable`` prefixes, in key order, at most ``limit`` results (1..``MAX_SCAN_LIMIT``). Bounds are
@@ -224,6 +260,10 @@ async def scan(store: Store, prefix: str = "", after: str | None = None, start: 
 
     * a file: ``{"key", "path", "size" (bytes), "version", "created_at", "committed_at" (UNIX seconds),
       "sha256", "etag", "content_type"}`` (``key`` is ``path``; ``etag``/``content_type`` None if unset);
+    * with ``history``, a path instead: ``{"key", "path", "versions": [...]}``, every committed or
+      tombstoned version of it, oldest first, each ``{"version", "state" ("committed" | "deleted"),
+      "size", "sha256", "etag", "content_type", "created_at", "committed_at", "deleted_at"}``; a path
+      whose versions are all in the trash is one too;
     * an explicit folder: ``{"key": path + "/", "path", "folder": True, "created_at"}``;
     * with ``delimiter``, a common prefix: ``{"key": common prefix, "prefix": True}``, answered once and
       counting as one result. A common prefix that does not sort after ``after`` (and at or after
@@ -259,7 +299,8 @@ async def scan(store: Store, prefix: str = "", after: str | None = None, start: 
             if hi is not None and first >= hi:
                 continue
             batch = FIRST_BATCH if delimiter else limit + 1
-            kinds = [_Keys(conn, fetch, first, first_inclusive, hi, batch) for fetch in (_fetch_files, _fetch_folders)]
+            fetches = (_fetch_histories if history else _fetch_files, _fetch_folders)
+            kinds = [_Keys(conn, fetch, first, first_inclusive, hi, batch) for fetch in fetches]
             while len(items) <= limit:
                 want = limit + 1 - len(items)
                 heads = [(head[0], i) for i, kind in enumerate(kinds) if (head := await kind.head(want)) is not None]

@@ -17,8 +17,7 @@ from sqlalchemy import delete, func, select, update
 from leader.models import FileVersion as FV
 from leader.store import Store
 from leader.txns import is_a_file, is_a_folder
-from leader.version_sql import (COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, IS_FOLDER, live_version_exists,
-                                version_info)
+from leader.version_sql import COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, IS_FOLDER, version_info
 from shared.errors import Conflict, NotFound
 from shared.paths import ancestors_of
 from shared.protocol.models import VersionInfo
@@ -44,14 +43,20 @@ async def list_trash(store: Store, retention: float) -> list[dict]:
     return list(latest.values())
 
 
-async def undelete(store: Store, path: str) -> tuple[int, VersionInfo]:
-    """Restore the tombstoned versions of the most recent delete of ``path`` to ``committed``; return how
-    many and the :class:`VersionInfo` of the newest one (now the latest version).
+async def undelete(store: Store, path: str, deleted_at: float | None = None) -> tuple[int, VersionInfo]:
+    """Restore the tombstoned versions of one delete of ``path`` to ``committed``: the delete at
+    ``deleted_at`` (UNIX seconds, exactly as :func:`list_trash` or a history scan gave it), or the most
+    recent one; return how many and the :class:`VersionInfo` of the newest one restored.
 
-    Raises :class:`NotFound` when nothing of ``path`` is in the trash and :class:`Conflict` when the path
-    has a live version again (restoring would silently shadow or be shadowed by it), or when it would
-    make one name a file and a folder (a live file above it, live files below it, or an explicit folder at
-    it or below it).
+    With no live version, the newest restored one becomes the latest. With a live version, only an older
+    delete named by ``deleted_at`` may be restored, its versions being older than the live one (S3's
+    removal of a delete marker that is not the latest): they come back as older versions, and the latest
+    stays.
+
+    Raises :class:`NotFound` when nothing of ``path`` (of that delete) is in the trash and
+    :class:`Conflict` when the path has a live version that the restored ones would shadow or be
+    shadowed by, or when it would make one name a file and a folder (a live file above it, live files
+    below it, or an explicit folder at it or below it).
     """
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the restore ended
     try:
@@ -59,26 +64,40 @@ async def undelete(store: Store, path: str) -> tuple[int, VersionInfo]:
             # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
             # us; on SQLite the store's write lock already does.
             await session.execute(select(FV.id).where(FV.path == path).order_by(FV.id).with_for_update())
-            last = (await session.execute(
-                select(func.max(FV.deleted_at)).where(FV.path == path, FV.state == DELETED))).scalar()
-            if last is None:
-                raise NotFound(f"nothing in the trash for {path!r}")
-            if await live_version_exists(session, path):
+            named = deleted_at is not None
+            if not named:
+                deleted_at = (await session.execute(
+                    select(func.max(FV.deleted_at)).where(FV.path == path, FV.state == DELETED))).scalar()
+            newest_restored = None if deleted_at is None else (await session.execute(
+                select(func.max(FV.version)).where(FV.path == path, FV.state == DELETED,
+                                                   FV.deleted_at == deleted_at))).scalar()
+            if newest_restored is None:
+                raise NotFound(f"no delete of {path!r} at {deleted_at!r} is in the trash" if named
+                               else f"nothing in the trash for {path!r}")
+            live = (await session.execute(
+                select(func.max(FV.version)).where(FV.path == path, FV.state == COMMITTED))).scalar()
+            if live is not None and (newest_restored > live or not named):
                 raise Conflict(f"{path!r} exists again; delete or rename it before restoring the trashed one")
-            if (await session.execute(IS_FOLDER, {"path": path})).first() is not None:
-                raise is_a_folder(path)
-            above = (await session.execute(select(FV.path).where(
-                FV.state == COMMITTED, FV.path.in_(ancestors_of(path))).limit(1))).first()
-            if above is not None:
-                raise is_a_file(above.path, path)
+            if live is None:
+                await _check_restorable(session, path)
             c = FILE_VERSIONS.c
             rows = (await session.execute(
-                update(FILE_VERSIONS).where(c.path == path, c.state == DELETED, c.deleted_at == last)
+                update(FILE_VERSIONS).where(c.path == path, c.state == DELETED, c.deleted_at == deleted_at)
                 .values(state=COMMITTED, deleted_at=None).returning(*INFO_COLUMNS))).all()
             newest = max(rows, key=lambda row: row.version)
     finally:
         store.cache.end_write(path)
     return len(rows), version_info(newest)
+
+
+async def _check_restorable(session, path: str) -> None:
+    """Raise :class:`Conflict` when a file at ``path`` would make a name a file and a folder."""
+    if (await session.execute(IS_FOLDER, {"path": path})).first() is not None:
+        raise is_a_folder(path)
+    above = (await session.execute(select(FV.path).where(
+        FV.state == COMMITTED, FV.path.in_(ancestors_of(path))).limit(1))).first()
+    if above is not None:
+        raise is_a_file(above.path, path)
 
 
 async def purge_expired(store: Store, retention: float) -> int:

@@ -308,7 +308,8 @@ def test_create_only(leader):
 def test_delete_tombstones(leader):
     put(leader, "d/f", b"1")
     put(leader, "d/f", b"2")
-    assert leader.delete("/files", params={"path": "d/f"}).json() == {"path": "d/f", "deleted_versions": 2}
+    answer = leader.delete("/files", params={"path": "d/f"}).json()
+    assert answer.pop("deleted_at") > 0 and answer == {"path": "d/f", "deleted_versions": 2}
     for endpoint in ("/stat", "/manifest", "/versions"):
         assert_error(leader.get(endpoint, params={"path": "d/f"}), 404)
     assert_error(leader.delete("/files", params={"path": "d/f"}), 404)

@@ -1,6 +1,6 @@
 """Read and namespace endpoints: ``GET /manifest`` (the read hot path: the manifest cache, else one indexed query),
 ``POST /manifests`` (many paths in one call), ``GET /stat``, ``GET /versions``, ``GET /list``, ``POST /rename``,
-``DELETE /files`` and ``POST /copy`` (a server-side copy that shares chunks)."""
+``DELETE /files``, ``DELETE /versions`` (one version, for good) and ``POST /copy`` (a server-side copy that shares chunks)."""
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
@@ -113,11 +113,24 @@ async def handle_rename(req: RenameRequest, store: Store = Depends(get_store)) -
 @router.delete("/files")
 async def handle_delete(path: str = Query(), if_match: str | None = Query(default=None),
                         store: Store = Depends(get_store)) -> JSONResponse:
-    """Tombstone ``path``'s versions; with ``if_match`` (``"*"`` or comma-separated SHA-256s) only if its
-    live version matches, checked in the deleting transaction (412 otherwise)."""
+    """``{"path", "deleted_versions": n, "deleted_at"}``: ``path``'s versions tombstoned; with ``if_match``
+    (``"*"`` or comma-separated SHA-256s) only if its live version matches, checked in the deleting
+    transaction (412 otherwise)."""
     path = normalize_path(path)
     condition = None if if_match is None else validate_if_match(if_match)
-    return JSONResponse({"path": path, "deleted_versions": await namespace.delete_file(store, path, condition)})
+    count, deleted_at = await namespace.delete_file(store, path, condition)
+    return JSONResponse({"path": path, "deleted_versions": count, "deleted_at": deleted_at})
+
+
+@router.delete("/versions")
+async def handle_delete_version(path: str = Query(), version: str = Query(),
+                                store: Store = Depends(get_store)) -> JSONResponse:
+    """``{"path", "version", "state"}``: version ``version`` of ``path`` removed for good, committed or in
+    the trash, ``state`` being the one it had (S3's DeleteObject of a version id); 404 when it has no such
+    version, 400 for a bad path or version."""
+    path, number = normalize_path(path), parse_uint("version", version, minimum=1, maximum=MAX_VERSION)
+    state = await namespace.delete_version(store, path, number)
+    return JSONResponse({"path": path, "version": number, "state": state})
 
 
 @router.post("/copy", status_code=201)

@@ -50,9 +50,11 @@ async def handle_scan(prefix: str = Query(default=""), after: str | None = Query
                       start: str | None = Query(default=None), limit: str | None = Query(default=None),
                       delimiter: str | None = Query(default=None),
                       readable: list[str] | None = Query(default=None, max_length=256),
+                      history: bool = Query(default=False),
                       store: Store = Depends(get_store)) -> JSONResponse:
     """``{"items": [...], "truncated", "next"}``: the keys in order (:func:`leader.scan.scan` has the
     shapes). ``limit``: 1 to 1000 (default 1000); ``readable``: the prefixes the asking key may read
-    (repeated), absent: everything. 400 for a bad ``limit``, a delimiter over 16 bytes or a bad bound."""
+    (repeated), absent: everything; ``history``: every path with committed or tombstoned versions, each
+    with all of them (ListObjectVersions). 400 for a bad ``limit``, a delimiter over 16 bytes or a bad bound."""
     n = MAX_SCAN_LIMIT if limit is None else parse_uint("limit", limit, minimum=1, maximum=MAX_SCAN_LIMIT)
-    return JSONResponse(await scan.scan(store, prefix, after, start, n, delimiter, readable))
+    return JSONResponse(await scan.scan(store, prefix, after, start, n, delimiter, readable, history))

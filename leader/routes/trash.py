@@ -1,5 +1,5 @@
 """The trash: ``GET /trash`` (deleted paths and when they expire) and ``POST /undelete`` (restore the
-most recent delete of a path). docs/failure-handling.md, "Trash"."""
+most recent delete of a path, or a given one). docs/failure-handling.md, "Trash"."""
 
 from fastapi import APIRouter, Depends
 from shared.http import JSONResponse
@@ -9,7 +9,7 @@ from leader.routes import get_settings, get_store
 from leader.store import Store
 from shared.config import LeaderSettings
 from shared.paths import normalize_path
-from shared.protocol.models import PathRequest
+from shared.protocol.models import UndeleteRequest
 
 router = APIRouter()
 
@@ -21,9 +21,10 @@ async def handle_trash(store: Store = Depends(get_store),
 
 
 @router.post("/undelete")
-async def handle_undelete(req: PathRequest, store: Store = Depends(get_store)) -> JSONResponse:
+async def handle_undelete(req: UndeleteRequest, store: Store = Depends(get_store)) -> JSONResponse:
     """``{"path", "restored_versions": n, "stat": VersionInfo of the newest restored version}``; 404 when
-    nothing of the path is in the trash, 409 when it has a live version again."""
+    nothing of the path (of the delete at ``deleted_at``) is in the trash, 409 when it has a live version
+    that the restored ones would replace."""
     path = normalize_path(req.path)
-    restored, info = await trash.undelete(store, path)
+    restored, info = await trash.undelete(store, path, req.deleted_at)
     return JSONResponse({"path": path, "restored_versions": restored, "stat": info.model_dump()})

@@ -260,6 +260,14 @@ class PathRequest(_Wire):
     path: str
 
 
+class UndeleteRequest(PathRequest):
+    """``POST /undelete``: restore the versions one delete of ``path`` moved to the trash, the one at
+    ``deleted_at`` (UNIX seconds, exactly as a listing gave it; S3's delete marker of the path), or the
+    most recent one when None."""
+
+    deleted_at: float | None = None
+
+
 class CopyRequest(_Wire):
     """``POST /copy`` on the leader (S3 CopyObject): a new version of ``dst`` sharing the chunks of ``src``
     (its latest committed version, or ``src_version``). ``create_only`` and ``if_match`` condition it as

@@ -136,10 +136,24 @@ class LeaderClient:
         resp = await self.call("GET", "/versions", params={"path": path})
         return self._parsed(resp, "versions", lambda r: [VersionInfo.model_validate(v) for v in r.json()["versions"]])
 
-    async def rpc_undelete(self, path: str) -> VersionInfo:
-        """``POST /undelete``: restore the most recent delete of ``path``; the restored version."""
-        resp = await self.call("POST", "/undelete", body=orjson.dumps({"path": path}), content_type=JSON)
+    async def rpc_undelete(self, path: str, deleted_at: float | None = None) -> VersionInfo:
+        """``POST /undelete``: restore the delete of ``path`` at ``deleted_at`` (UNIX seconds, as a listing
+        gave it), or its most recent one; the newest restored version. Raises :class:`NotFound` (no such
+        delete in the trash), :class:`Conflict` (a live version the restored ones would replace)."""
+        body = orjson.dumps({"path": path, "deleted_at": deleted_at})
+        resp = await self.call("POST", "/undelete", body=body, content_type=JSON)
         return self._parsed(resp, "undelete", lambda r: VersionInfo.model_validate(r.json()["stat"]))
+
+    async def rpc_delete(self, path: str) -> dict:
+        """``DELETE /files``: every committed version of ``path`` to the trash. ``{"path",
+        "deleted_versions", "deleted_at"}``; raises :class:`NotFound` when nothing of it is live."""
+        return self._parsed(await self.call("DELETE", "/files", params={"path": path}), "delete", lambda r: r.json())
+
+    async def rpc_delete_version(self, path: str, version: int) -> str:
+        """``DELETE /versions``: remove version ``version`` of ``path`` for good (S3's DeleteObject of a
+        version id); the state it had. Raises :class:`NotFound` when there is no such version."""
+        resp = await self.call("DELETE", "/versions", params={"path": path, "version": version})
+        return self._parsed(resp, "delete version", lambda r: r.json()["state"])
 
     async def rpc_json(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                        json: Any = None, timeout: float | None = None) -> Any:
@@ -173,9 +187,9 @@ class LeaderClient:
 
     async def rpc_scan(self, prefix: str = "", after: str | None = None, start: str | None = None,
                        limit: int = MAX_SCAN_LIMIT, delimiter: str | None = None,
-                       readable: list[str] | None = None) -> dict:
+                       readable: list[str] | None = None, history: bool = False) -> dict:
         """``GET /scan`` (``leader/scan.py``): the keys (a live file's path; an explicit folder's path
-        + ``"/"``) that start with ``prefix``, sort after ``after`` and at or after ``start``, in UTF-8
+        + ``"/"``; with ``history``, every path with committed or tombstoned versions) that start with ``prefix``, sort after ``after`` and at or after ``start``, in UTF-8
         byte order, at most ``limit`` (1-1000) results; with ``readable``, only keys under one of those
         prefixes. With ``delimiter``, the keys whose rest after ``prefix`` holds it are rolled up into
         common prefixes (each one result, answered once; one that does not sort after ``after`` is not
@@ -184,7 +198,9 @@ class LeaderClient:
         Answer ``{"items": [...], "truncated": bool, "next": str | None}``, ``items`` in key order, each
         ``{"key", "path", "size", "version", "created_at", "committed_at", "sha256", "etag",
         "content_type"}`` (a file), ``{"key", "path", "folder": True, "created_at"}`` (an explicit
-        folder) or ``{"key", "prefix": True}`` (a common prefix); ``next`` is the last item's key (the
+        folder) or ``{"key", "prefix": True}`` (a common prefix); with ``history`` a path is
+        ``{"key", "path", "versions": [{"version", "state", "size", "sha256", "etag", "content_type",
+        "created_at", "committed_at", "deleted_at"}]}`` (oldest first); ``next`` is the last item's key (the
         next page's ``after``), None without items. Raises :class:`BadRequest` for a bad ``limit``,
         ``delimiter`` (over 16 bytes) or bound."""
         params: dict[str, Any] = {"prefix": prefix, "limit": limit}
@@ -193,6 +209,8 @@ class LeaderClient:
                 params[name] = value
         if readable is not None:
             params["readable"] = list(readable)
+        if history:
+            params["history"] = "true"
         resp = await self.call("GET", "/scan", params=params)
         return self._parsed(resp, "scan", lambda r: r.json())
 

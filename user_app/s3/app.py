@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from shared.auth.service_auth import ClusterAuth
 from shared.config import UserAppSettings
-from user_app.s3 import buckets, listing, multipart, objects, xml
+from user_app.s3 import buckets, deletes, listing, multipart, objects, versions, xml
 from user_app.s3.auth import authenticate
 from user_app.s3.buckets_known import KnownBuckets
 from user_app.s3.context import S3Request
@@ -34,7 +34,7 @@ Operation = Callable[[S3Request], Awaitable[Response]]
 UNSUPPORTED_BUCKET = frozenset({
     "accelerate", "acl", "analytics", "cors", "encryption", "intelligent-tiering", "inventory", "lifecycle",
     "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy", "policyStatus",
-    "publicAccessBlock", "replication", "requestPayment", "tagging", "website", "versions",
+    "publicAccessBlock", "replication", "requestPayment", "tagging", "website",
 })
 UNSUPPORTED_OBJECT = frozenset({
     "acl", "attributes", "legal-hold", "restore", "retention", "select", "tagging", "torrent",
@@ -50,11 +50,13 @@ def _bucket_operation(ctx: S3Request) -> Operation:
             return buckets.get_bucket_versioning
         if "uploads" in query:
             return multipart.list_multipart_uploads
+        if "versions" in query:
+            return versions.list_object_versions
         _refuse_unsupported(query, UNSUPPORTED_BUCKET, "this bucket operation")
         return listing.list_objects_v2 if query.get("list-type") == "2" else listing.list_objects_v1
     if method == "POST" and "delete" in query:
-        return objects.delete_objects
-    _refuse_unsupported(query, UNSUPPORTED_BUCKET | {"versioning", "location", "delete", "uploads"},
+        return deletes.delete_objects
+    _refuse_unsupported(query, UNSUPPORTED_BUCKET | {"versioning", "location", "delete", "uploads", "versions"},
                         "this bucket operation")
     return _by_method(method, {"PUT": buckets.create_bucket, "HEAD": buckets.head_bucket,
                                "DELETE": buckets.delete_bucket})
@@ -74,7 +76,7 @@ def _object_operation(ctx: S3Request) -> Operation:
     if method == "PUT":
         return objects.copy_object if copy else objects.put_object
     return _by_method(method, {"GET": objects.get_object, "HEAD": objects.get_object,
-                               "DELETE": objects.delete_object})
+                               "DELETE": deletes.delete_object})
 
 
 def _by_method(method: str, operations: dict[str, Operation]) -> Operation:
@@ -165,7 +167,9 @@ class S3App:
         root = xml.ET.Element("Error")  # S3's error documents carry no namespace
         xml.add_all(root, [("Code", error.code), ("Message", error.message), *error.extra.items(),
                            ("Resource", resource), ("RequestId", request_id)])
-        headers = {"x-amz-bucket-region": self.settings.s3_region} if error.code == "NoSuchBucket" else None
+        headers = dict(error.headers)
+        if error.code == "NoSuchBucket":
+            headers["x-amz-bucket-region"] = self.settings.s3_region
         if method == "HEAD":
             return Response(status_code=error.status, headers=headers)
         return Response(xml.to_bytes(root), status_code=error.status, headers=headers, media_type=xml.XML_TYPE)

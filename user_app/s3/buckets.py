@@ -16,7 +16,6 @@ from user_app.s3 import xml
 from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, no_such_bucket
 from user_app.s3.names import bucket_folder, check_new_bucket_name
-from user_app.s3.objects import iso_time
 from user_app.s3.payload import read_small
 
 DEFAULT_REGION = "us-east-1"  # the region whose LocationConstraint is empty and that allows re-creation
@@ -61,7 +60,7 @@ async def list_buckets(ctx: S3Request) -> Response:
     buckets = xml.add(root, "Buckets")
     for entry in page:
         xml.add_all(xml.add(buckets, "Bucket"), [("Name", entry["name"]),
-                                                  ("CreationDate", iso_time(entry.get("created_at") or 0.0)),
+                                                  ("CreationDate", xml.iso_time(entry.get("created_at") or 0.0)),
                                                   ("BucketRegion", ctx.settings.s3_region)])
     if len(page) < len(entries):
         xml.add(root, "ContinuationToken", page[-1]["name"])

@@ -14,13 +14,16 @@ from shared.errors import (
 
 class S3Error(Exception):
     """An S3 error answer: ``code`` (``NoSuchKey``), ``message``, HTTP ``status`` and the extra elements
-    AWS adds to its error document (``BucketName``, ``Key``, ...)."""
+    AWS adds to its error document (``BucketName``, ``Key``, ...); ``headers`` go on the answer (a delete
+    marker's ``x-amz-delete-marker``)."""
 
-    def __init__(self, code: str, message: str, status: int, **extra: str) -> None:
+    def __init__(self, code: str, message: str, status: int, *, headers: dict[str, str] | None = None,
+                 **extra: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.headers = headers or {}
         self.extra = extra
 
 

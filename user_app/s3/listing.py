@@ -26,7 +26,7 @@ from user_app.s3.buckets import owner
 from user_app.s3.context import S3Request
 from user_app.s3.errors import invalid_argument
 from user_app.s3.names import bucket_folder
-from user_app.s3.objects import EMPTY_MD5, iso_time
+from user_app.s3.names import EMPTY_MD5
 
 MAX_KEYS = MAX_SCAN_LIMIT  # S3's MaxKeys bound: a page is one leader scan
 
@@ -41,7 +41,7 @@ class Page:
     last: str | None  # the last key or prefix of the page (bucket-relative), for the next page
 
 
-def _max_keys(raw: str | None) -> int:
+def max_keys_of(raw: str | None) -> int:
     if raw is None:
         return MAX_KEYS
     if not raw.isascii() or not raw.isdigit():
@@ -49,7 +49,7 @@ def _max_keys(raw: str | None) -> int:
     return min(int(raw), MAX_KEYS)
 
 
-def _encoder(ctx: S3Request):
+def encoder_of(ctx: S3Request):
     kind = ctx.query("encoding-type")
     if kind is None:
         return lambda text: text
@@ -69,8 +69,10 @@ def _readable(ctx: S3Request, folder: str) -> list[str] | None:
 
 
 async def scan_page(ctx: S3Request, prefix: str, delimiter: str | None, after: str | None,
-                    limit: int) -> Page:
-    """Up to ``limit`` keys and common prefixes of the bucket after ``after`` (bucket-relative)."""
+                    limit: int, *, history: bool = False, at_after: bool = False) -> Page:
+    """Up to ``limit`` keys and common prefixes of the bucket after ``after`` (bucket-relative), from
+    ``after`` itself with ``at_after``; with ``history``, keys with all their versions (the leader's
+    history scan, ``leader/scan.py``)."""
     folder = bucket_folder(ctx.bucket)
     if limit == 0 or _unstorable(prefix) is not None:
         return Page([], False, None)  # no key holds a control character: such a prefix matches nothing
@@ -83,12 +85,14 @@ async def scan_page(ctx: S3Request, prefix: str, delimiter: str | None, after: s
         # those from after[:cut] + U+00A0, the first character a path may hold past them.
         start = None if after[cut] < "\x20" else after[:cut] + "\u00a0"
         after = after[:cut]
+    elif at_after and after is not None:
+        start, after = after, None
     base = folder + "/"
     # after is never below base: the bucket's own folder (key base) is the bucket, not a key in it
     answer = await ctx.services.leader.rpc_scan(prefix=base + prefix, after=base + (after or ""),
                                                 start=base + start if start else None,
                                                 limit=limit, delimiter=delimiter or None,
-                                                readable=_readable(ctx, folder))
+                                                readable=_readable(ctx, folder), history=history)
     items: list[tuple[str, dict | None]] = []
     for item in answer["items"]:
         if item.get("prefix"):
@@ -115,7 +119,7 @@ def _contents(parent, ctx: S3Request, key: str, entry: dict, encode, with_owner:
     else:
         etag = entry.get("etag") or entry["sha256"]
         size, when = entry["size"], entry.get("committed_at") or entry["created_at"]
-    xml.add_all(contents, [("Key", encode(key)), ("LastModified", iso_time(when)), ("ETag", f'"{etag}"'),
+    xml.add_all(contents, [("Key", encode(key)), ("LastModified", xml.iso_time(when)), ("ETag", f'"{etag}"'),
                            ("Size", size), ("StorageClass", "STANDARD")])
     if with_owner:
         owner(contents, ctx)
@@ -133,14 +137,14 @@ def _untoken(token: str) -> str:
                                token) from None
 
 
-async def _common(ctx: S3Request):
-    """What both versions of ListObjects take alike: ``(encode, prefix, delimiter, max_keys)``."""
+async def common_parameters(ctx: S3Request):
+    """What both versions of ListObjects (and ListObjectVersions) take alike: ``(encode, prefix, delimiter, max_keys)``."""
     await ctx.require_bucket()
-    return _encoder(ctx), ctx.query("prefix") or "", ctx.query("delimiter") or None, _max_keys(ctx.query("max-keys"))
+    return encoder_of(ctx), ctx.query("prefix") or "", ctx.query("delimiter") or None, max_keys_of(ctx.query("max-keys"))
 
 
 async def list_objects_v2(ctx: S3Request) -> Response:
-    encode, prefix, delimiter, max_keys = await _common(ctx)
+    encode, prefix, delimiter, max_keys = await common_parameters(ctx)
     token = ctx.query("continuation-token")
     start_after = ctx.query("start-after")
     after = _untoken(token) if token is not None else start_after
@@ -158,7 +162,7 @@ async def list_objects_v2(ctx: S3Request) -> Response:
 
 
 async def list_objects_v1(ctx: S3Request) -> Response:
-    encode, prefix, delimiter, max_keys = await _common(ctx)
+    encode, prefix, delimiter, max_keys = await common_parameters(ctx)
     marker = ctx.query("marker") or ""
     page = await scan_page(ctx, prefix, delimiter, marker or None, max_keys)
     root = xml.document("ListBucketResult")

@@ -35,7 +35,7 @@ from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument
 from user_app.s3.names import ObjectName, bucket_folder, key_of, object_name
 from user_app.s3.objects import (
-    MAX_PUT_SIZE, Conditions, copy_source, live_etag_condition, etag_of, iso_time, request_metadata,
+    MAX_PUT_SIZE, Conditions, copy_source, live_etag_condition, etag_of, request_metadata,
 )
 from user_app.preconditions import NotModified, check_read
 from user_app.ranges import parse_range
@@ -148,7 +148,7 @@ async def upload_part_copy(ctx: S3Request) -> Response:
     except NotFound:
         raise no_such_upload(upload["upload_id"]) from None
     root = xml.document("CopyPartResult")
-    xml.add_all(root, [("LastModified", iso_time(time.time())), ("ETag", f'"{result.etag}"')])
+    xml.add_all(root, [("LastModified", xml.iso_time(time.time())), ("ETag", f'"{result.etag}"')])
     return ctx.xml(root, headers={"x-amz-copy-source-version-id": str(view.info.version)})
 
 
@@ -306,7 +306,7 @@ async def list_parts(ctx: S3Request) -> Response:
                        ("MaxParts", limit), ("IsTruncated", bool(listing.get("truncated")))])
     for part in listing["parts"]:
         xml.add_all(xml.add(root, "Part"), [("PartNumber", part["part_number"]),
-                                            ("LastModified", iso_time(part["committed_at"])),
+                                            ("LastModified", xml.iso_time(part["committed_at"])),
                                             ("ETag", f'"{part["etag"]}"'), ("Size", part["size"])])
     owner(root, ctx, "Initiator")
     owner(root, ctx)
@@ -338,5 +338,5 @@ async def list_multipart_uploads(ctx: S3Request) -> Response:
         xml.add_all(entry, [("Key", key_of(folder, upload["path"])), ("UploadId", upload["upload_id"])])
         owner(entry, ctx, "Initiator")
         owner(entry, ctx)
-        xml.add_all(entry, [("StorageClass", "STANDARD"), ("Initiated", iso_time(upload["created_at"]))])
+        xml.add_all(entry, [("StorageClass", "STANDARD"), ("Initiated", xml.iso_time(upload["created_at"]))])
     return ctx.xml(root)

@@ -22,6 +22,7 @@ from user_app.s3.errors import S3Error, invalid_argument
 _NEW_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
 MAX_KEY_BYTES = 1024  # S3's own limit on a key
+EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"  # a folder marker's ETag: the MD5 of no bytes
 
 
 def invalid_bucket_name(bucket: str) -> S3Error:

@@ -12,7 +12,6 @@ reference), on the user app's own write and read paths (2PC writes, verified str
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 from datetime import datetime, timezone
 from urllib.parse import unquote
@@ -21,21 +20,21 @@ from starlette.responses import Response, StreamingResponse
 
 from shared.errors import NotFound, PreconditionFailed, RangeNotSatisfiable
 from shared.protocol.models import VersionInfo
-from shared.protocol.rules import MAX_USER_METADATA_BYTES, MAX_VERSION, canonical_user_metadata
+from shared.protocol.rules import MAX_USER_METADATA_BYTES, canonical_user_metadata
 from user_app.auth.audit import audited
 from user_app.preconditions import NotModified, check_read, http_date, last_modified, parse_etags
 from user_app.ranges import parse_range
 from user_app.reader import chain_first
 from user_app.s3 import xml
 from user_app.s3.context import S3Request
-from user_app.s3.errors import S3Error, from_exception, invalid_argument, no_such_key
-from user_app.s3.names import ObjectName, bucket_folder, object_name
-from user_app.s3.payload import VerifiedBody, read_small
+from user_app.s3.errors import S3Error, invalid_argument, no_such_key
+from user_app.s3.names import EMPTY_MD5, ObjectName, bucket_folder, object_name
+from user_app.s3.versions import delete_marker_read, parse_version_ref
+from user_app.s3.payload import VerifiedBody
 from user_app.writer import ObjectMetadata
 
 # AWS's limit on one PutObject (larger objects take a multipart upload).
 MAX_PUT_SIZE = 5 * 1024**3
-EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 META_PREFIX = "x-amz-meta-"
 # GetObject's response-* query parameters and the header each one sets.
 RESPONSE_OVERRIDES = {
@@ -43,7 +42,6 @@ RESPONSE_OVERRIDES = {
     "response-expires": "Expires", "response-cache-control": "Cache-Control",
     "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
 }
-MAX_DELETE_KEYS = 1000  # DeleteObjects: keys in one request
 
 
 def etag_of(info: VersionInfo) -> str:
@@ -51,19 +49,16 @@ def etag_of(info: VersionInfo) -> str:
     return info.etag or info.sha256
 
 
-def iso_time(ts: float) -> str:
-    """``2026-12-03T10:00:00.000Z``: the time format of S3's XML documents."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
-
-
 def version_id(raw: str | None) -> int | None:
-    """``?versionId=``: a RingFS version number. ``null`` (what S3 calls the version of an unversioned
-    write) means the latest. Raises ``InvalidArgument`` for anything else."""
-    if raw is None or raw == "null":
+    """``?versionId=`` of a read: a RingFS version number. ``null`` (what S3 calls the version of an
+    unversioned write) means the latest. Raises ``MethodNotAllowed`` (405) for a delete marker's id, as
+    S3 does, and ``InvalidArgument`` for anything else."""
+    if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_VERSION:
-        raise invalid_argument("Invalid version id specified", "versionId", raw)
-    return int(raw)
+    ref = parse_version_ref(raw)
+    if ref.is_marker:
+        raise delete_marker_read(raw)
+    return ref.number
 
 
 def _quoted_etags(value: str | None) -> str | None:
@@ -236,74 +231,6 @@ async def _get_folder_marker(ctx: S3Request, name: ObjectName) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-async def delete_object(ctx: S3Request) -> Response:
-    """DeleteObject: every version of the key goes to the trash (``ringfs undelete`` brings it back); a
-    key that does not exist is a 204 as in S3. A folder marker removes the explicit folder only."""
-    name = _name(ctx)
-    ctx.principal.check_write(name.path)
-    if ctx.query("versionId") is not None:
-        raise S3Error("NotImplemented", "Deleting one version is not implemented: RingFS deletes a key with "
-                      "all its versions, to the trash.", 501)
-    await _delete(ctx, name)
-    return Response(status_code=204)
-
-
-async def _delete(ctx: S3Request, name: ObjectName) -> None:
-    leader = ctx.services.leader
-    try:
-        with audited(ctx.principal, "s3 delete", name.path):
-            if name.folder:
-                await leader.rpc_delete_folder(name.path, only_if_empty=False)
-            else:
-                await leader.rpc_json("DELETE", "/files", params={"path": name.path})
-    except NotFound:
-        pass
-
-
-async def delete_objects(ctx: S3Request) -> Response:
-    """DeleteObjects (``POST /bucket?delete``): up to 1,000 keys, each answered on its own."""
-    bucket = bucket_folder(ctx.bucket)
-    doc = xml.parse(await read_small(ctx.request, ctx.caller.verified, xml.MAX_XML_BODY), "Delete")
-    quiet = (xml.child_text(doc, "Quiet") or "").strip().lower() == "true"
-    objects = xml.children(doc, "Object")
-    if not objects or len(objects) > MAX_DELETE_KEYS:
-        raise xml.malformed(f"a Delete document lists 1 to {MAX_DELETE_KEYS} objects")
-    await ctx.require_bucket()
-    keys = []
-    for obj in objects:
-        key = xml.child_text(obj, "Key")
-        if key is None:
-            raise xml.malformed("every Object of a Delete document needs a Key")
-        keys.append((key, xml.child_text(obj, "VersionId")))
-    limit = asyncio.Semaphore(16)
-
-    async def one(key: str, version: str | None) -> S3Error | None:
-        async with limit:
-            try:
-                if version not in (None, "", "null"):
-                    raise S3Error("NotImplemented", "Deleting one version is not implemented.", 501)
-                name = object_name(bucket, key)
-                ctx.principal.check_write(name.path)
-                await _delete(ctx, name)
-                return None
-            except Exception as exc:  # each key is answered on its own, as S3 does
-                error = from_exception(exc)
-                if error is None:
-                    raise
-                return error
-
-    results = await asyncio.gather(*(one(k, v) for k, v in keys))
-    root = xml.document("DeleteResult")
-    for (key, version), error in zip(keys, results):
-        if error is None:
-            if not quiet:
-                xml.add_all(xml.add(root, "Deleted"), [("Key", key), ("VersionId", version or None)])
-        else:
-            xml.add_all(xml.add(root, "Error"), [("Key", key), ("VersionId", version or None),
-                                                 ("Code", error.code), ("Message", error.message)])
-    return ctx.xml(root)
-
-
 def copy_source(ctx: S3Request) -> tuple[ObjectName, int | None]:
     raw = ctx.request.headers["x-amz-copy-source"]
     source, _, query = raw.partition("?")
@@ -353,7 +280,7 @@ async def copy_object(ctx: S3Request) -> Response:
                                      metadata=directive.lower(), content_type=metadata.content_type,
                                      user_metadata=metadata.user_metadata)
     root = xml.document("CopyObjectResult")
-    xml.add_all(root, [("LastModified", iso_time(info.committed_at or info.created_at)),
+    xml.add_all(root, [("LastModified", xml.iso_time(info.committed_at or info.created_at)),
                        ("ETag", f'"{etag_of(info)}"')])
     return ctx.xml(root, headers={"x-amz-version-id": str(info.version),
                                   "x-amz-copy-source-version-id": str(source.version)})

@@ -7,6 +7,7 @@ send is read by local names, with or without that namespace."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
@@ -45,6 +46,11 @@ def add_all(parent: ET.Element, fields: Iterable[tuple[str, object | None]]) -> 
         if text is not None:
             add(parent, tag, text)
     return parent
+
+
+def iso_time(ts: float) -> str:
+    """``2026-12-03T10:00:00.000Z``: the time format of S3's XML documents (``ts`` UNIX seconds)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
 
 def to_bytes(root: ET.Element) -> bytes:
