@@ -176,3 +176,13 @@ def test_a_key_without_a_write_grant_cannot_delete_a_version(cluster, s3, bucket
     answer = reader.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep", "VersionId": v1}]})
     assert [e["Code"] for e in answer["Errors"]] == ["AccessDenied"]
     assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"1"
+
+
+def test_put_bucket_versioning_enabled_is_accepted_suspended_is_not(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    expect_error("NotImplemented", 501, s3.put_bucket_versioning, Bucket=bucket,
+                 VersioningConfiguration={"Status": "Suspended"})
+    expect_error("NotImplemented", 501, s3.put_bucket_versioning, Bucket=bucket, MFA="serial 123456",
+                 VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"

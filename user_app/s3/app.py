@@ -56,6 +56,8 @@ def _bucket_operation(ctx: S3Request) -> Operation:
         return listing.list_objects_v2 if query.get("list-type") == "2" else listing.list_objects_v1
     if method == "POST" and "delete" in query:
         return deletes.delete_objects
+    if method == "PUT" and "versioning" in query:
+        return buckets.put_bucket_versioning
     _refuse_unsupported(query, UNSUPPORTED_BUCKET | {"versioning", "location", "delete", "uploads", "versions"},
                         "this bucket operation")
     return _by_method(method, {"PUT": buckets.create_bucket, "HEAD": buckets.head_bucket,

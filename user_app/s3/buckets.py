@@ -14,7 +14,7 @@ from shared.errors import Conflict, Forbidden, NotFound
 from user_app.auth.audit import audited
 from user_app.s3 import xml
 from user_app.s3.context import S3Request
-from user_app.s3.errors import S3Error, no_such_bucket
+from user_app.s3.errors import S3Error, no_such_bucket, not_implemented
 from user_app.s3.names import bucket_folder, check_new_bucket_name
 from user_app.s3.payload import read_small
 
@@ -144,3 +144,18 @@ async def get_bucket_versioning(ctx: S3Request) -> Response:
     root = xml.document("VersioningConfiguration")
     xml.add(root, "Status", "Enabled")
     return ctx.xml(root)
+
+
+async def put_bucket_versioning(ctx: S3Request) -> Response:
+    """PutBucketVersioning: ``Enabled`` is what every bucket is already (200, nothing changes);
+    ``Suspended`` and MFA delete answer ``501 NotImplemented``: RingFS keeps every version of every file."""
+    _check_writes_all(ctx, bucket_folder(ctx.bucket))
+    doc = xml.parse(await read_small(ctx.request, ctx.caller.verified, xml.MAX_XML_BODY), "VersioningConfiguration")
+    await ctx.require_bucket()
+    status = (xml.child_text(doc, "Status") or "").strip()
+    mfa = (xml.child_text(doc, "MfaDelete") or "Disabled").strip()
+    if status not in ("Enabled", "Suspended") or mfa not in ("Enabled", "Disabled"):
+        raise xml.malformed("Status must be Enabled or Suspended, MfaDelete Enabled or Disabled")
+    if status == "Suspended" or mfa == "Enabled":
+        raise not_implemented("Suspending versioning or MFA delete (RingFS keeps every version of every file)")
+    return Response(status_code=200)
