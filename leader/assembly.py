@@ -19,6 +19,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+import orjson
+
 from shared.protocol.models import AssemblyPlan, PlannedPart, UploadProblem
 from shared.protocol.rules import MAX_FILE_SIZE, MAX_PART_NUMBER, multipart_etag
 
@@ -28,8 +30,9 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class StoredPart:
-    """The latest upload of one part, as recorded: sizes in bytes, ``etag`` its content's MD5 (32 hex) and
-    ``digests`` its chunks' packed 32-byte SHA-256 digests."""
+    """The latest upload of one part, as recorded: sizes in bytes, ``etag`` its content's MD5 (32 hex),
+    ``digests`` its chunks' packed 32-byte SHA-256 digests and ``object_headers`` (JSON text: its
+    checksum) or None."""
 
     part_number: int
     size: int
@@ -37,6 +40,7 @@ class StoredPart:
     replication: int
     etag: str
     digests: bytes
+    object_headers: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,9 @@ class Plan:
             size=self.size, chunk_size=self.chunk_size, replication=self.replication, aligned=self.aligned,
             etag=self.etag, digests_sha256=self.digests_sha256,
             parts=[PlannedPart(part_number=p.part_number, size=p.size, chunk_size=p.chunk_size, etag=p.etag,
-                               digests=base64.b64encode(p.digests).decode()) for p in self.parts])
+                               digests=base64.b64encode(p.digests).decode(),
+                               object_headers=None if p.object_headers is None else orjson.loads(p.object_headers))
+                   for p in self.parts])
 
 
 def _invalid_part(number: int, why: str) -> UploadProblem:

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
+
 from leader import txns
 from leader import version_sql as sql
 from leader.new_version import NewVersion, checked_user_metadata
@@ -40,6 +42,7 @@ from leader.store import Store
 from shared.errors import NotFound
 from shared.paths import normalize_path
 from shared.protocol.models import CopyRequest, VersionInfo
+from shared.protocol.rules import CHECKSUM_PREFIX, canonical_user_metadata, parse_object_headers
 
 # The source version, share-locked until the copy's prepare commits (see the module docstring).
 SOURCE_LATEST = sql.LATEST.with_for_update(read=True)
@@ -49,8 +52,10 @@ SOURCE_EXACT = sql.EXACT.with_for_update(read=True)
 async def copy(store: Store, req: CopyRequest) -> VersionInfo:
     """Copy ``req.src`` (its latest committed version, or ``req.src_version``) to ``req.dst``; the
     :class:`VersionInfo` of the new committed version of ``dst``. With ``metadata="copy"`` it keeps the
-    source's ``content_type`` and ``user_metadata``, with ``"replace"`` it gets ``req``'s. A copy onto
-    the source's own path makes a new version of it.
+    source's ``content_type``, ``user_metadata`` and ``object_headers``, with ``"replace"`` it gets
+    ``req``'s, but for the checksum entries of ``object_headers``: they describe the bytes, which are the
+    source's, so they are the source's whatever the directive. A copy onto the source's own path makes a
+    new version of it.
 
     Raises :class:`BadRequest` (400: a path, ``user_metadata``), :class:`NotFound` (404: no such
     committed source version, or it is deleted), :class:`Conflict` (409: ``dst`` would be a file and a
@@ -59,6 +64,7 @@ async def copy(store: Store, req: CopyRequest) -> VersionInfo:
     src, dst = normalize_path(req.src), normalize_path(req.dst)
     replace = req.metadata == "replace"
     user_metadata = checked_user_metadata(req.user_metadata) if replace else None
+    given_headers = parse_object_headers(req.object_headers) if replace and req.object_headers is not None else {}
     txn_id = f"copy-{uuid.uuid4().hex}"
 
     async def from_source(conn) -> NewVersion:
@@ -73,7 +79,15 @@ async def copy(store: Store, req: CopyRequest) -> VersionInfo:
             txn_id=txn_id, path=dst, size=row.size, sha256=row.sha256, chunk_size=row.chunk_size,
             replication=row.replication, create_only=req.create_only, digests=bytes(row.chunk_digests),
             if_match=req.if_match, etag=row.etag, content_type=req.content_type if replace else row.content_type,
-            user_metadata=user_metadata if replace else row.user_metadata)
+            user_metadata=user_metadata if replace else row.user_metadata,
+            object_headers=_replaced_headers(row.object_headers, given_headers) if replace else row.object_headers)
 
     await txns.prepare_derived(store, from_source, repr(dst))
     return await txns.commit(store, txn_id)
+
+
+def _replaced_headers(source: str | None, given: dict[str, str]) -> str | None:
+    """A replacing copy's object headers: ``given`` without checksum entries, plus the source's."""
+    kept = {k: v for k, v in (orjson.loads(source) if source else {}).items() if k.startswith(CHECKSUM_PREFIX)}
+    merged = {**{k: v for k, v in given.items() if not k.startswith(CHECKSUM_PREFIX)}, **kept}
+    return canonical_user_metadata(merged) if merged else None

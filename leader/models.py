@@ -129,6 +129,9 @@ class FileVersion(Base):
     etag: Mapped[str | None] = mapped_column(String(64), nullable=True)
     content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
     user_metadata: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The other headers a GET answers with (Cache-Control, ..., the x-amz-checksum-* of the content), as
+    # canonical JSON text (rules.parse_object_headers); NULL when none (every version before 0008).
+    object_headers: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ExpiredTxn(Base):
@@ -173,7 +176,7 @@ class Folder(Base):
 class MultipartUpload(Base):
     """An S3 multipart upload not yet completed or aborted (``leader/multipart.py``): the normalized
     ``path`` it will write and the object metadata that version will get (``content_type``, and
-    ``user_metadata`` as canonical JSON text, as on ``file_versions``). Its parts are ``file_versions``
+    ``user_metadata`` and ``object_headers`` as canonical JSON text, as on ``file_versions``). Its parts are ``file_versions``
     rows in state ``part`` below ``leader.parts.part_prefix(upload_id)``. Upload ids sort as their
     ``created_at`` (``leader.multipart.new_upload_id``)."""
 
@@ -191,3 +194,6 @@ class MultipartUpload(Base):
     created_at: Mapped[float] = mapped_column(Float)
     content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
     user_metadata: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The object headers of the version it will make (as on file_versions), and the checksum algorithm
+    # and type the client chose at its creation (x-amz-checksum-algorithm / -type).
+    object_headers: Mapped[str | None] = mapped_column(Text, nullable=True)

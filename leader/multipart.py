@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from leader import assembly, txns
-from leader.new_version import NewVersion, checked_user_metadata
+from leader.new_version import NewVersion, checked_object_headers, checked_user_metadata
 from leader.parts import (
     LOCK_UPLOAD, UPLOAD_ROW, UPLOADS, drop_upload, no_such_upload, part_path, part_range, parse_part_path,
 )
@@ -85,14 +85,14 @@ async def create_upload(store: Store, req: NewUpload) -> UploadSummary:
     """A new upload of ``req.path``. Raises :class:`BadRequest` (400) for a bad path or ``user_metadata``
     (``Content-Type`` is checked by the model), :class:`Unavailable` (503) when SQL fails."""
     path = normalize_path(req.path)
-    metadata = checked_user_metadata(req.user_metadata)
+    metadata, headers = checked_user_metadata(req.user_metadata), checked_object_headers(req.object_headers)
     for _ in range(WRITE_RETRIES):
         upload_id, created_at = new_upload_id()
         try:
             async with store.write_conn() as conn:
                 await conn.execute(UPLOADS.insert(), {
                     "upload_id": upload_id, "path": path, "created_at": created_at,
-                    "content_type": req.content_type, "user_metadata": metadata})
+                    "content_type": req.content_type, "user_metadata": metadata, "object_headers": headers})
         except IntegrityError:  # 128 random bits collided: never in practice, but not a 500 either
             continue
         return UploadSummary(upload_id=upload_id, path=path, created_at=created_at)
@@ -110,7 +110,8 @@ async def get_upload(store: Store, upload_id: str) -> UploadInfo:
         raise no_such_upload(upload_id)
     return UploadInfo(upload_id=row.upload_id, path=row.path, created_at=row.created_at,
                       content_type=row.content_type,
-                      user_metadata=None if row.user_metadata is None else orjson.loads(row.user_metadata))
+                      user_metadata=None if row.user_metadata is None else orjson.loads(row.user_metadata),
+                      object_headers=None if row.object_headers is None else orjson.loads(row.object_headers))
 
 
 async def abort_upload(store: Store, upload_id: str) -> None:
@@ -219,7 +220,7 @@ async def list_parts(store: Store, upload_id: str, part_number_marker: int = 0,
 
 # The latest committed upload of each of the part paths ``paths``, with its chunk list.
 _PARTS_NAMED = (
-    select(_C.path, _C.size, _C.chunk_size, _C.replication, _C.etag, _C.chunk_digests)
+    select(_C.path, _C.size, _C.chunk_size, _C.replication, _C.etag, _C.chunk_digests, _C.object_headers)
     .where(_C.path.in_(bindparam("paths", expanding=True)), _C.state == PART,
            _C.version == select(func.max(_LATER.c.version))
            .where(_LATER.c.path == _C.path, _LATER.c.state == PART).scalar_subquery())
@@ -236,7 +237,7 @@ async def _plan(conn: AsyncConnection, upload_id: str, requested: list[tuple[int
             number = parse_part_path(r.path)[1]
             stored[number] = assembly.StoredPart(part_number=number, size=r.size, chunk_size=r.chunk_size,
                                                  replication=r.replication, etag=r.etag or "",
-                                                 digests=bytes(r.chunk_digests))
+                                                 digests=bytes(r.chunk_digests), object_headers=r.object_headers)
     return assembly.plan(requested, stored)
 
 
@@ -259,7 +260,8 @@ async def assemble(store: Store, upload_id: str, requested: list[tuple[int, str]
 async def complete(store: Store, upload_id: str, req: CompleteRequest) -> VersionInfo:
     """Complete ``upload_id`` with ``req.parts``: the :class:`VersionInfo` of the new committed version of
     the upload's path, whose chunk list is the parts' joined, with ``req.sha256``, the plan's multipart
-    ETag and the upload's ``content_type`` and ``user_metadata``; the upload and all its parts are gone
+    ETag and the upload's ``content_type`` and ``user_metadata``, and ``req.object_headers`` (else the
+    upload's); the upload and all its parts are gone
     (see the module docstring).
 
     Raises :class:`NotFound` (404: no such upload, or it was aborted, expired or completed meanwhile),
@@ -271,6 +273,7 @@ async def complete(store: Store, upload_id: str, req: CompleteRequest) -> Versio
     if not _known_form(upload_id):
         raise no_such_upload(upload_id)
     txn_id = f"mpu-{uuid.uuid4().hex}"
+    object_headers = checked_object_headers(req.object_headers)
 
     async def from_parts(conn) -> NewVersion:
         upload = (await conn.execute(LOCK_UPLOAD, {"upload_id": upload_id})).first()
@@ -289,7 +292,8 @@ async def complete(store: Store, upload_id: str, req: CompleteRequest) -> Versio
             txn_id=txn_id, path=upload.path, size=outcome.size, sha256=req.sha256,
             chunk_size=outcome.chunk_size, replication=outcome.replication, create_only=req.create_only,
             digests=outcome.digests, if_match=req.if_match, etag=outcome.etag,
-            content_type=upload.content_type, user_metadata=upload.user_metadata)
+            content_type=upload.content_type, user_metadata=upload.user_metadata,
+            object_headers=upload.object_headers if req.object_headers is None else object_headers)
 
     await txns.prepare_derived(store, from_parts, f"the path of upload {upload_id!r}")
     return await txns.commit_with(store, txn_id, functools.partial(_drop_completed, upload_id=upload_id))

@@ -26,7 +26,7 @@ from shared.paths import normalize_path
 from shared.protocol.frames import DIGEST_SIZE
 from shared.protocol.models import VersionPrepare
 from shared.protocol.rules import (
-    PART_ETAG_PATTERN, SHA256_RE, canonical_user_metadata, expected_chunks, parse_user_metadata,
+    PART_ETAG_PATTERN, SHA256_RE, canonical_user_metadata, expected_chunks, parse_object_headers, parse_user_metadata,
 )
 
 _PART_ETAG_RE = re.compile(PART_ETAG_PATTERN)
@@ -38,8 +38,8 @@ class NewVersion:
     and ``replication`` resolved against the cluster's defaults) and ``digests``, its chunks' packed
     32-byte SHA-256 digests in file order. ``if_match``: None, ``"*"`` or comma-separated SHA-256s
     (``shared.protocol.rules.if_match_allows``), checked at prepare and again at commit. ``etag``,
-    ``content_type`` and ``user_metadata`` (canonical JSON text, ``rules.canonical_user_metadata``): the
-    object metadata stored with the version, or None. For a part of a multipart upload: ``upload_id``,
+    ``content_type``, ``user_metadata`` and ``object_headers`` (canonical JSON text,
+    ``rules.canonical_user_metadata``): the object metadata stored with the version, or None. For a part of a multipart upload: ``upload_id``,
     ``part_number``, ``upload_path`` (the normalized path the upload writes) and ``path`` its part path."""
 
     txn_id: str
@@ -54,6 +54,7 @@ class NewVersion:
     etag: str | None = None
     content_type: str | None = None
     user_metadata: str | None = None
+    object_headers: str | None = None
     upload_id: str | None = None
     part_number: int | None = None
     upload_path: str | None = None
@@ -92,7 +93,8 @@ def new_version(prepare: VersionPrepare, digests: bytes, settings: LeaderSetting
     """The :class:`NewVersion` of ``prepare`` with ``digests``. Raises :class:`BadRequest` naming the first
     problem: the path (``normalize_path``), a part's own rules (no ``create_only`` or ``if_match``, an
     ``etag`` of 32 lowercase hex), the chunk size bounds, ``sha256`` (64 lowercase hex characters), the
-    digest body's length, then ``user_metadata`` (:func:`checked_user_metadata`)."""
+    digest body's length, then ``user_metadata`` and ``object_headers`` (:func:`checked_user_metadata`,
+    :func:`checked_object_headers`)."""
     path = normalize_path(prepare.path)
     stored = path
     if prepare.upload_id is not None:
@@ -114,7 +116,7 @@ def new_version(prepare: VersionPrepare, digests: bytes, settings: LeaderSetting
         replication=settings.replication_factor if prepare.replication is None else prepare.replication,
         create_only=prepare.create_only, digests=digests, if_match=prepare.if_match, etag=prepare.etag,
         content_type=prepare.content_type, user_metadata=checked_user_metadata(prepare.user_metadata),
-        upload_id=prepare.upload_id, part_number=prepare.part_number,
+        object_headers=checked_object_headers(prepare.object_headers), upload_id=prepare.upload_id, part_number=prepare.part_number,
         upload_path=path if prepare.upload_id is not None else None,
     )
 
@@ -125,3 +127,10 @@ def checked_user_metadata(text: str | None) -> str | None:
     1-128) and string values (no control character but tab), at most 2048 bytes of both in UTF-8
     (``shared.protocol.rules.parse_user_metadata``)."""
     return None if text is None else canonical_user_metadata(parse_user_metadata(text))
+
+
+def checked_object_headers(text: str | None) -> str | None:
+    """The canonical JSON text to store for a writer's ``object_headers`` (None stays None). Raises
+    :class:`BadRequest` unless it is a JSON object of strings named among
+    ``shared.protocol.rules.OBJECT_HEADER_NAMES`` (``rules.parse_object_headers``)."""
+    return None if text is None else canonical_user_metadata(parse_object_headers(text))

@@ -79,7 +79,7 @@ def _upload_id():
 
 # The uploads among ``ids`` (a prepare's parts' uploads) and the path each will write.
 UPLOADS_NAMED = select(_U.upload_id, _U.path).where(_U.upload_id.in_(bindparam("ids", expanding=True)))
-UPLOAD_ROW = select(_U.upload_id, _U.path, _U.created_at, _U.content_type, _U.user_metadata).where(
+UPLOAD_ROW = select(_U.upload_id, _U.path, _U.created_at, _U.content_type, _U.user_metadata, _U.object_headers).where(
     _U.upload_id == _upload_id())
 # The upload's row, share-locked (see the module docstring): its parts stay while the transaction runs.
 LOCK_UPLOAD = UPLOAD_ROW.with_for_update(read=True)

@@ -201,6 +201,7 @@ def _insert_params(group: list[NewVersion], now: float) -> dict:
             f"chunk_digests_{i}": nv.digests, f"txn_id_{i}": nv.txn_id, f"create_only_{i}": nv.create_only,
             f"if_match_{i}": nv.if_match, f"created_at_{i}": now, f"ordinal_{i}": ordinal, f"etag_{i}": nv.etag,
             f"content_type_{i}": nv.content_type, f"user_metadata_{i}": nv.user_metadata,
+            f"object_headers_{i}": nv.object_headers,
         })
     return params
 

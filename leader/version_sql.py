@@ -32,20 +32,22 @@ _E = EXPIRED_TXNS.c
 # The columns version_info() reads.
 INFO_COLUMNS = (_C.path, _C.version, _C.size, _C.sha256, _C.chunk_count, _C.chunk_size, _C.replication,
                 _C.state, _C.created_at, _C.committed_at, _C.deleted_at, _C.etag, _C.content_type,
-                _C.user_metadata)
+                _C.user_metadata, _C.object_headers)
 
 
 def version_info(row: Row) -> VersionInfo:
     """The :class:`VersionInfo` of a row holding :data:`INFO_COLUMNS` (other columns are ignored);
-    ``user_metadata``, stored as JSON text (validated when it was written), is answered parsed."""
+    ``user_metadata`` and ``object_headers``, stored as JSON text (validated when written), are answered
+    parsed."""
     m = row._mapping
-    metadata = m["user_metadata"]
+    metadata, headers = m["user_metadata"], m["object_headers"]
     return VersionInfo(
         path=m["path"], version=m["version"], size=m["size"], sha256=m["sha256"], chunks=m["chunk_count"],
         chunk_size=m["chunk_size"], replication=m["replication"], state=m["state"],
         created_at=m["created_at"], committed_at=m["committed_at"], deleted_at=m["deleted_at"],
         etag=m["etag"], content_type=m["content_type"],
         user_metadata=None if metadata is None else orjson.loads(metadata),
+        object_headers=None if headers is None else orjson.loads(headers),
     )
 
 
@@ -75,7 +77,8 @@ async def live_version_exists(conn: Any, path: str, exclude_id: int | None = Non
 
 # Columns a prepare sends per version; ``version`` and ``state`` are computed in SQL.
 NEW_VERSION_COLUMNS = ("path", "size", "sha256", "chunk_size", "replication", "chunk_count", "chunk_digests",
-                       "txn_id", "create_only", "if_match", "created_at", "etag", "content_type", "user_metadata")
+                       "txn_id", "create_only", "if_match", "created_at", "etag", "content_type", "user_metadata",
+                       "object_headers")
 # Versions in one INSERT statement: SQLite allows 500 terms in a compound SELECT.
 ROWS_PER_INSERT = 256
 

@@ -125,11 +125,14 @@ def parts_of(leader: httpx.Client, upload_id: str, **params) -> dict:
 
 
 def test_create_get_list_and_abort_uploads(leader):
-    first = create(leader, "/b/x", content_type="video/mp4", user_metadata=META)
+    first = create(leader, "/b/x", content_type="video/mp4", user_metadata=META,
+                   object_headers='{"x-amz-checksum-algorithm":"crc32","cache-control":"no-cache"}')
     assert set(first) == {"upload_id", "path", "created_at"} and first["path"] == "b/x"
     got = leader.get(f"/multipart/{first['upload_id']}")
-    assert got.status_code == 200 and got.json() == {**first, "content_type": "video/mp4",
-                                                     "user_metadata": {"color": "blue", "owner": "me"}}
+    assert got.status_code == 200 and got.json() == {
+        **first, "content_type": "video/mp4", "user_metadata": {"color": "blue", "owner": "me"},
+        "object_headers": {"cache-control": "no-cache", "x-amz-checksum-algorithm": "crc32"}}
+    assert leader.post("/multipart", json={"path": "b/x", "object_headers": '{"x-bad": "1"}'}).status_code == 400
     second = create(leader, "b/x")  # a second upload of the same key
     others = [create(leader, "b/y"), create(leader, "b-z"), create(leader, "c/z")]
     assert leader.get(f"/multipart/{second['upload_id']}").json()["user_metadata"] is None
@@ -359,7 +362,7 @@ def test_assemble_plans_aligned_and_unaligned_parts(leader):
         "problem": None, "size": 13 * MIB + 1234, "chunk_size": PART_CHUNK, "replication": 2, "aligned": True,
         "etag": multipart_etag(chosen), "digests_sha256": hashlib.sha256(joined).hexdigest(),
         "parts": [{"part_number": p.number, "size": p.size, "chunk_size": p.chunk_size, "etag": p.etag,
-                   "digests": base64.b64encode(p.digests).decode()} for p in chosen]}
+                   "digests": base64.b64encode(p.digests).decode(), "object_headers": None} for p in chosen]}
     assert plan["etag"].endswith("-3")
 
     unaligned = assemble(leader, uid, [[4, odd.etag], [6, small.etag]])
@@ -542,7 +545,7 @@ def test_leader_client_multipart_calls(leader):
             created = await client.rpc_create_upload("lc/obj", "text/plain", '{"a":"b"}')
             uid = created["upload_id"]
             assert await client.rpc_upload(uid) == {**created, "content_type": "text/plain",
-                                                    "user_metadata": {"a": "b"}}
+                                                    "user_metadata": {"a": "b"}, "object_headers": None}
             listing = await client.rpc_list_uploads("lc/")
             assert listing == {"uploads": [created], "truncated": False}
             assert (await client.rpc_list_uploads("lc/", key_marker="lc/obj", upload_id_marker=uid))["uploads"] == []

@@ -160,6 +160,26 @@ def test_just_under_the_metadata_bound_is_accepted(leader):
     assert_error(prepare(leader, "ok/meta2", b"x", user_metadata=over), 400, "2049")
 
 
+def test_object_headers_are_kept_per_version_and_checked(leader):
+    headers = '{"x-amz-checksum-sha256":"AAAA","content-disposition":"inline","x-amz-checksum-type":"FULL_OBJECT"}'
+    first = write(leader, "oh/a", b"one", object_headers=headers)
+    want = {"content-disposition": "inline", "x-amz-checksum-sha256": "AAAA", "x-amz-checksum-type": "FULL_OBJECT"}
+    assert first["object_headers"] == want
+    assert manifest(leader, "oh/a").info.object_headers == want
+    assert write(leader, "oh/a", b"two")["object_headers"] is None
+    assert leader.get("/stat", params={"path": "oh/a", "version": 1}).json()["object_headers"] == want
+    # a replacing copy takes the given headers but keeps the source's checksum: the bytes are the same
+    r = copy(leader, "oh/a", "oh/b", src_version=1, metadata="replace", object_headers='{"cache-control":"no-store"}')
+    assert r.status_code == 201 and r.json()["object_headers"] == {
+        "cache-control": "no-store", "x-amz-checksum-sha256": "AAAA", "x-amz-checksum-type": "FULL_OBJECT"}
+    assert copy(leader, "oh/a", "oh/c", src_version=1).json()["object_headers"] == want
+    for bad, message in (('{"x-amz-meta-a": "1"}', "not one of"), ('{"expires": 5}', "must be a string"),
+                         ('{"cache-control": "a\r\nb"}', "control character"), ("[]", "JSON object"),
+                         ('{"content-disposition": "%s"}' % ("x" * 8200), "more than the 8192")):
+        assert_error(prepare(leader, "oh/bad", b"x", object_headers=bad), 400, message)
+        assert_error(copy(leader, "oh/a", "oh/bad", metadata="replace", object_headers=bad), 400, message)
+
+
 @pytest.mark.parametrize("field, bad", [
     ("etag", "0123456789ABCDEF0123456789ABCDEF"), ("etag", ETAG[:31]), ("etag", ETAG + "-0"), ("etag", ETAG + "-"),
     ("etag", '"' + ETAG + '"'), ("content_type", "text/plain\n"), ("content_type", "é"), ("content_type", "x" * 256),

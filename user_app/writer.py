@@ -68,15 +68,20 @@ class WriteResult:
         return {k: v for k, v in vars(self).items() if k != "etag"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class ObjectMetadata:
-    """What a version keeps beside its bytes for the S3 API: the ``Content-Type`` the client sent and its
-    ``x-amz-meta-*`` pairs as a JSON object text (validated by the leader), each None when not sent, and
-    ``etag``, an S3 ETag to record instead of the content's MD5 (a multipart upload's ``<md5>-<parts>``)."""
+    """What a version keeps beside its bytes for the S3 API: the ``Content-Type`` the client sent, its
+    ``x-amz-meta-*`` pairs and its object headers (Cache-Control, ..., the checksum) as JSON object texts
+    (validated by the leader), each None when not sent, and ``etag``, an S3 ETag to record instead of the
+    content's MD5 (a multipart upload's ``<md5>-<parts>``).
+
+    The writer reads it when it prepares the version, after the body ended: a caller may still complete it
+    from what only the end of the body tells (the checksum of an aws-chunked trailer)."""
 
     content_type: str | None = None
     user_metadata: str | None = None
     etag: str | None = None
+    object_headers: str | None = None
 
 
 @dataclass
@@ -230,7 +235,8 @@ class WriteCoordinator:
         prepare = VersionPrepare(txn_id=txn.txn_id, path=path, size=size, sha256=sha, chunk_size=chunk_size,
                                  replication=txn.replication, create_only=create_only, if_match=if_match,
                                  etag=meta.etag or etag, content_type=meta.content_type,
-                                 user_metadata=meta.user_metadata, upload_id=upload_id, part_number=part_number)
+                                 user_metadata=meta.user_metadata, object_headers=meta.object_headers,
+                                 upload_id=upload_id, part_number=part_number)
         return await self.phases.prepare_version(prepare, digests)
 
     async def _prepare_piece(self, txn: _Txn, piece: Piece) -> None:

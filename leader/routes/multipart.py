@@ -32,7 +32,7 @@ def _limit(raw: str | None) -> int:
 @router.post("/multipart", status_code=201)
 async def handle_create_upload(req: NewUpload, store: Store = Depends(get_store)) -> JSONResponse:
     """201 :class:`UploadSummary` ``{"upload_id", "path", "created_at"}``; 400 for a bad path,
-    ``content_type`` or ``user_metadata``."""
+    ``content_type``, ``user_metadata`` or ``object_headers``."""
     return JSONResponse((await multipart.create_upload(store, req)).model_dump(), status_code=201)
 
 
@@ -52,8 +52,8 @@ async def handle_list_uploads(prefix: str = Query(default=""), key_marker: str |
 
 @router.get("/multipart/{upload_id}")
 async def handle_get_upload(upload_id: str, store: Store = Depends(get_store)) -> JSONResponse:
-    """:class:`UploadInfo` ``{"upload_id", "path", "created_at", "content_type", "user_metadata"}``
-    (``user_metadata`` parsed); 404."""
+    """:class:`UploadInfo` ``{"upload_id", "path", "created_at", "content_type", "user_metadata",
+    "object_headers"}`` (the last two parsed); 404."""
     return JSONResponse((await multipart.get_upload(store, upload_id)).model_dump())
 
 

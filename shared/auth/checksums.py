@@ -23,10 +23,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from shared.auth.sigv4 import SigV4Error, normalize_headers
+from shared.protocol.rules import CHECKSUM_ALGORITHMS, CHECKSUM_PREFIX
 
-ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+ALGORITHMS = CHECKSUM_ALGORITHMS
 DIGEST_SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
-HEADER_PREFIX = "x-amz-checksum-"
+HEADER_PREFIX = CHECKSUM_PREFIX
 # x-amz-checksum-* headers that are not a checksum value (CreateMultipartUpload, GetObject).
 _OTHER_CHECKSUM_HEADERS = frozenset({"x-amz-checksum-algorithm", "x-amz-checksum-type",
                                      "x-amz-checksum-mode"})

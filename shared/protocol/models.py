@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 from shared.protocol.rules import (
-    CONTENT_TYPE_PATTERN, ETAG_PATTERN, IF_MATCH_PATTERN, MAX_PART_NUMBER, MAX_USER_METADATA_TEXT, MAX_VERSION,
-    SHA256_RE, TXN_ID_PATTERN, UPLOAD_ID_PATTERN,
+    CONTENT_TYPE_PATTERN, ETAG_PATTERN, IF_MATCH_PATTERN, MAX_OBJECT_HEADERS_TEXT, MAX_PART_NUMBER,
+    MAX_USER_METADATA_TEXT, MAX_VERSION, SHA256_RE, TXN_ID_PATTERN, UPLOAD_ID_PATTERN,
 )
 
 # Most copies a version may ask for (matches REPLICATION_FACTOR's bound in shared/config.py).
@@ -131,8 +131,10 @@ class VersionInfo(_Wire):
 
     The object metadata the writer gave (S3): ``etag`` (the entity tag without quotes: 32 lowercase hex
     of the content's MD5, or ``<32 hex>-<N>`` for a multipart upload), ``content_type`` and
-    ``user_metadata`` (the ``x-amz-meta-*`` pairs, names lowercase); None when the writer gave none, as
-    for every version written before they existed."""
+    ``user_metadata`` (the ``x-amz-meta-*`` pairs, names lowercase) and ``object_headers`` (the other
+    headers a GET answers with: Cache-Control, ..., the ``x-amz-checksum-*`` of the content; names
+    lowercase, ``shared.protocol.rules.OBJECT_HEADER_NAMES``); None when the writer gave none, as for
+    every version written before they existed."""
 
     path: str
     version: int
@@ -148,6 +150,7 @@ class VersionInfo(_Wire):
     etag: str | None = None
     content_type: str | None = None
     user_metadata: dict[str, str] | None = None
+    object_headers: dict[str, str] | None = None
 
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,64}")
@@ -175,8 +178,8 @@ class VersionPrepare(_Wire):
 
     Object metadata, stored with the version and answered in its :class:`VersionInfo`: ``etag``
     (``shared.protocol.rules.ETAG_PATTERN``), ``content_type`` (1-255 printable ASCII characters) and
-    ``user_metadata``, JSON text of an object of strings that the leader checks
-    (``shared.protocol.rules.parse_user_metadata``: 400 saying what is wrong).
+    ``user_metadata`` and ``object_headers``, JSON texts of objects of strings that the leader checks
+    (``shared.protocol.rules.parse_user_metadata`` / ``parse_object_headers``: 400 saying what is wrong).
 
     ``upload_id`` and ``part_number`` (1 to ``MAX_PART_NUMBER``), both or neither, make the write part
     ``part_number`` of that multipart upload instead of a version of ``path``: ``path`` must then be the
@@ -195,6 +198,7 @@ class VersionPrepare(_Wire):
     etag: str | None = Field(default=None, pattern=ETAG_PATTERN)
     content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
     user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+    object_headers: str | None = Field(default=None, max_length=MAX_OBJECT_HEADERS_TEXT)
     upload_id: str | None = Field(default=None, pattern=UPLOAD_ID_PATTERN)
     part_number: int | None = Field(default=None, ge=1, le=MAX_PART_NUMBER)
 
@@ -271,9 +275,10 @@ class UndeleteRequest(PathRequest):
 class CopyRequest(_Wire):
     """``POST /copy`` on the leader (S3 CopyObject): a new version of ``dst`` sharing the chunks of ``src``
     (its latest committed version, or ``src_version``). ``create_only`` and ``if_match`` condition it as
-    they condition a write of ``dst``. ``metadata``: ``"copy"`` keeps the source's ``content_type`` and
-    ``user_metadata`` (the two fields here are then ignored), ``"replace"`` stores the two given here
-    (None: none). ``user_metadata`` is JSON text as in :class:`VersionPrepare`."""
+    they condition a write of ``dst``. ``metadata``: ``"copy"`` keeps the source's ``content_type``,
+    ``user_metadata`` and ``object_headers`` (the fields here are then ignored), ``"replace"`` stores the
+    ones given here (None: none). ``user_metadata`` and ``object_headers`` are JSON text as in
+    :class:`VersionPrepare`."""
 
     src: str
     src_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
@@ -283,6 +288,7 @@ class CopyRequest(_Wire):
     metadata: Literal["copy", "replace"] = "copy"
     content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
     user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+    object_headers: str | None = Field(default=None, max_length=MAX_OBJECT_HEADERS_TEXT)
 
     _numbers = field_validator("src_version", mode="before")(_strict_int)
 
@@ -292,12 +298,14 @@ class CopyRequest(_Wire):
 
 class NewUpload(_Wire):
     """``POST /multipart`` on the leader (S3 CreateMultipartUpload): an upload that will make a version of
-    ``path``, with the ``content_type`` and ``user_metadata`` (JSON text, as in :class:`VersionPrepare`)
-    that version will get."""
+    ``path``, with the ``content_type``, ``user_metadata`` and ``object_headers`` (JSON text, as in
+    :class:`VersionPrepare`) that version will get; ``object_headers`` may also name the checksum
+    algorithm and type the client chose (``x-amz-checksum-algorithm``, ``x-amz-checksum-type``)."""
 
     path: str
     content_type: str | None = Field(default=None, pattern=CONTENT_TYPE_PATTERN)
     user_metadata: str | None = Field(default=None, max_length=MAX_USER_METADATA_TEXT)
+    object_headers: str | None = Field(default=None, max_length=MAX_OBJECT_HEADERS_TEXT)
 
 
 class UploadSummary(_Wire):
@@ -311,10 +319,11 @@ class UploadSummary(_Wire):
 
 class UploadInfo(UploadSummary):
     """``GET /multipart/{upload_id}``: the upload with the object metadata its version will get
-    (``user_metadata`` parsed, as in :class:`VersionInfo`)."""
+    (``user_metadata`` and ``object_headers`` parsed, as in :class:`VersionInfo`)."""
 
     content_type: str | None = None
     user_metadata: dict[str, str] | None = None
+    object_headers: dict[str, str] | None = None
 
 
 class UploadListing(_Wire):
@@ -364,13 +373,16 @@ class AssembleRequest(_Wire):
 class CompleteRequest(AssembleRequest):
     """``POST /multipart/{upload_id}/complete``: the parts as in :class:`AssembleRequest`, the SHA-256 of
     the whole object's content (64 lowercase hex; the user app reads the parts once to compute it),
-    ``digests_sha256`` as the assemble answered it (the parts must not have changed since), and the
-    conditions of a write of the upload's path (``create_only``, ``if_match``)."""
+    ``digests_sha256`` as the assemble answered it (the parts must not have changed since), the
+    conditions of a write of the upload's path (``create_only``, ``if_match``), and the version's
+    ``object_headers`` (JSON text as in :class:`VersionPrepare`: the upload's with the object's checksum;
+    None: the upload's)."""
 
     sha256: str
     digests_sha256: str
     create_only: bool = False
     if_match: str | None = Field(default=None, pattern=IF_MATCH_PATTERN)
+    object_headers: str | None = Field(default=None, max_length=MAX_OBJECT_HEADERS_TEXT)
 
     @field_validator("sha256", "digests_sha256")
     @classmethod
@@ -389,14 +401,15 @@ class UploadProblem(_Wire):
 
 
 class PlannedPart(_Wire):
-    """One part of an :class:`AssemblyPlan`: its size and chunk size (bytes), ETag, and its chunks' packed
-    32-byte digests in base64."""
+    """One part of an :class:`AssemblyPlan`: its size and chunk size (bytes), ETag, its chunks' packed
+    32-byte digests in base64, and its ``object_headers`` (the checksum it was uploaded with) or None."""
 
     part_number: int
     size: int
     chunk_size: int
     etag: str
     digests: str
+    object_headers: dict[str, str] | None = None
 
 
 class AssemblyPlan(_Wire):

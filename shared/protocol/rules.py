@@ -101,37 +101,69 @@ def parse_user_metadata(text: object) -> dict[str, str]:
     (lowercase HTTP token characters, 1-128) and whose values are strings without control characters
     other than tab, at most :data:`MAX_USER_METADATA_BYTES` bytes of keys and values in UTF-8 together.
     Raises :class:`BadRequest` saying what is wrong."""
+    return _parse_string_object("user_metadata", text, MAX_USER_METADATA_TEXT, MAX_USER_METADATA_BYTES,
+                                _USER_METADATA_KEY_RE.fullmatch,
+                                "must be 1-128 characters of lowercase a-z, 0-9 and !#$%&'*+.^_`|~-")
+
+
+# Object headers (S3): the headers other than Content-Type a GET of a version answers with, as the
+# writer gave them: the standard ones S3 keeps, and the x-amz-checksum-* of the content (its value under
+# the algorithm's header, and its type; an upload's algorithm too). Names lowercase.
+STANDARD_OBJECT_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language", "expires")
+CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+CHECKSUM_PREFIX = "x-amz-checksum-"  # every checksum entry's name starts so; they describe the bytes
+CHECKSUM_TYPE_HEADER = "x-amz-checksum-type"
+CHECKSUM_ALGORITHM_HEADER = "x-amz-checksum-algorithm"
+OBJECT_HEADER_NAMES = frozenset([*STANDARD_OBJECT_HEADERS, *(f"x-amz-checksum-{a}" for a in CHECKSUM_ALGORITHMS),
+                                 CHECKSUM_TYPE_HEADER, CHECKSUM_ALGORITHM_HEADER])
+MAX_OBJECT_HEADERS_BYTES = 8192
+MAX_OBJECT_HEADERS_TEXT = 64 * 1024
+
+
+def parse_object_headers(text: object) -> dict[str, str]:
+    """The object headers in ``text``: a JSON object whose names are among :data:`OBJECT_HEADER_NAMES`
+    and whose values are strings without control characters other than tab, at most
+    :data:`MAX_OBJECT_HEADERS_BYTES` bytes of names and values in UTF-8 together. Raises
+    :class:`BadRequest` saying what is wrong."""
+    return _parse_string_object("object_headers", text, MAX_OBJECT_HEADERS_TEXT, MAX_OBJECT_HEADERS_BYTES,
+                                OBJECT_HEADER_NAMES.__contains__,
+                                "is not one of " + ", ".join(sorted(OBJECT_HEADER_NAMES)))
+
+
+def _parse_string_object(field: str, text: object, max_text: int, max_bytes: int, name_ok, name_rule: str
+                         ) -> dict[str, str]:
+    """``text`` as a JSON object of strings (see :func:`parse_user_metadata`), each name passing
+    ``name_ok`` (``name_rule`` says how it fails). Raises :class:`BadRequest`."""
     if not isinstance(text, str):
-        raise BadRequest(f"user_metadata must be JSON text, got {type(text).__name__}")
-    if len(text) > MAX_USER_METADATA_TEXT:
-        raise BadRequest(f"user_metadata is longer than {MAX_USER_METADATA_TEXT} characters of JSON")
+        raise BadRequest(f"{field} must be JSON text, got {type(text).__name__}")
+    if len(text) > max_text:
+        raise BadRequest(f"{field} is longer than {max_text} characters of JSON")
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"user_metadata is not valid JSON: {exc}") from None
+        raise BadRequest(f"{field} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise BadRequest(f"user_metadata must be a JSON object of strings, got a JSON {type(doc).__name__}")
+        raise BadRequest(f"{field} must be a JSON object of strings, got a JSON {type(doc).__name__}")
     total = 0
     for key, value in doc.items():
-        if not _USER_METADATA_KEY_RE.fullmatch(key):
-            raise BadRequest(f"user_metadata name {key[:80]!r} must be 1-128 characters of lowercase a-z, 0-9 "
-                             "and !#$%&'*+.^_`|~-")
+        if not name_ok(key):
+            raise BadRequest(f"{field} name {key[:80]!r} {name_rule}")
         if not isinstance(value, str):
-            raise BadRequest(f"user_metadata value of {key!r} must be a string, got a JSON {type(value).__name__}")
+            raise BadRequest(f"{field} value of {key!r} must be a string, got a JSON {type(value).__name__}")
         if _VALUE_CONTROL_RE.search(value):
-            raise BadRequest(f"user_metadata value of {key!r} contains a control character")
+            raise BadRequest(f"{field} value of {key!r} contains a control character")
         try:
             total += len(key) + len(value.encode("utf-8"))
         except UnicodeEncodeError:
-            raise BadRequest(f"user_metadata value of {key!r} is not valid UTF-8") from None
-    if total > MAX_USER_METADATA_BYTES:
-        raise BadRequest(f"user_metadata holds {total} bytes of names and values, more than the "
-                         f"{MAX_USER_METADATA_BYTES} allowed")
+            raise BadRequest(f"{field} value of {key!r} is not valid UTF-8") from None
+    if total > max_bytes:
+        raise BadRequest(f"{field} holds {total} bytes of names and values, more than the {max_bytes} allowed")
     return doc
 
 
 def canonical_user_metadata(metadata: dict[str, str]) -> str:
-    """The JSON text a version stores for ``metadata`` (validated): compact, names sorted."""
+    """The JSON text a version stores for ``metadata`` (validated; object headers too): compact, names
+    sorted."""
     return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
 
 

@@ -216,17 +216,18 @@ class LeaderClient:
 
     async def rpc_copy(self, src: str, dst: str, *, src_version: int | None = None, create_only: bool = False,
                        if_match: str | None = None, metadata: str = "copy", content_type: str | None = None,
-                       user_metadata: str | None = None) -> VersionInfo:
+                       user_metadata: str | None = None, object_headers: str | None = None) -> VersionInfo:
         """``POST /copy`` (S3 CopyObject): a new committed version of ``dst`` sharing the chunks of ``src``
         (its latest version, or ``src_version``); no data moves. ``metadata``: ``"copy"`` keeps the
-        source's ``content_type`` and ``user_metadata`` (JSON text), ``"replace"`` sets the given ones.
+        source's ``content_type``, ``user_metadata`` and ``object_headers`` (JSON text), ``"replace"`` sets
+        the given ones (the checksum entries stay the source's).
         ``create_only`` / ``if_match`` as on a write. Raises :class:`NotFound` (no such source version),
         :class:`Conflict` (file/folder), :class:`PreconditionFailed`, :class:`BadRequest`."""
         # Sent as it is: the leader validates it (shared.protocol.models.CopyRequest), so a bad value is a
         # BadRequest with the leader's message, as for every other call.
         body = {"src": src, "dst": dst, "src_version": src_version, "create_only": create_only,
                 "if_match": if_match, "metadata": metadata, "content_type": content_type,
-                "user_metadata": user_metadata}
+                "user_metadata": user_metadata, "object_headers": object_headers}
         resp = await self.call("POST", "/copy", body=orjson.dumps(body), content_type=JSON)
         return self._parsed(resp, "copy", lambda r: VersionInfo.model_validate_json(r.body))
 
@@ -240,17 +241,19 @@ class LeaderClient:
         return f"/multipart/{upload_id}{tail}"
 
     async def rpc_create_upload(self, path: str, content_type: str | None = None,
-                                user_metadata: str | None = None) -> dict:
+                                user_metadata: str | None = None, object_headers: str | None = None) -> dict:
         """``POST /multipart`` (S3 CreateMultipartUpload): a new upload that will write ``path``, whose
-        version will get ``content_type`` and ``user_metadata`` (JSON text). ``{"upload_id", "path"
-        (normalized), "created_at"}``. Raises :class:`BadRequest` for a bad path or metadata."""
-        body = orjson.dumps({"path": path, "content_type": content_type, "user_metadata": user_metadata})
+        version will get ``content_type``, ``user_metadata`` and ``object_headers`` (JSON text; with the
+        checksum algorithm and type chosen). ``{"upload_id", "path" (normalized), "created_at"}``. Raises
+        :class:`BadRequest` for a bad path or metadata."""
+        body = orjson.dumps({"path": path, "content_type": content_type, "user_metadata": user_metadata,
+                             "object_headers": object_headers})
         resp = await self.call("POST", "/multipart", body=body, content_type=JSON)
         return self._parsed(resp, "upload", lambda r: UploadSummary.model_validate_json(r.body).model_dump())
 
     async def rpc_upload(self, upload_id: str) -> dict:
         """``GET /multipart/{upload_id}``: ``{"upload_id", "path", "created_at", "content_type",
-        "user_metadata"}`` (``user_metadata`` a dict, or None). Raises :class:`NotFound` when there is no
+        "user_metadata", "object_headers"}`` (the last two dicts, or None). Raises :class:`NotFound` when there is no
         such upload (never made, aborted, expired or completed)."""
         resp = await self.call("GET", self._upload_url(upload_id))
         return self._parsed(resp, "upload", lambda r: UploadInfo.model_validate_json(r.body).model_dump())
@@ -286,7 +289,8 @@ class LeaderClient:
         """``POST /multipart/{upload_id}/assemble``: what completing the upload with ``parts``
         (``[(part_number, etag)]``) would make. ``{"problem": {"code", "message"}}`` when S3 would refuse
         it, else ``{"problem": None, "size", "chunk_size", "replication", "aligned", "etag",
-        "digests_sha256", "parts": [{"part_number", "size", "chunk_size", "etag", "digests" (base64)}]}``
+        "digests_sha256", "parts": [{"part_number", "size", "chunk_size", "etag", "digests" (base64),
+        "object_headers"}]}``
         (``shared.protocol.models.AssemblyPlan``). Raises :class:`NotFound` for an unknown upload."""
         body = orjson.dumps({"parts": [[n, etag] for n, etag in parts]})
         resp = await self.call("POST", self._upload_url(upload_id, "/assemble"), body=body, content_type=JSON)
@@ -294,15 +298,16 @@ class LeaderClient:
 
     async def rpc_complete_upload(self, upload_id: str, parts: list[tuple[int, str]], *, sha256: str,
                                   digests_sha256: str, create_only: bool = False,
-                                  if_match: str | None = None) -> VersionInfo:
+                                  if_match: str | None = None, object_headers: str | None = None) -> VersionInfo:
         """``POST /multipart/{upload_id}/complete``: the new committed version of the upload's path, the
-        parts' chunk lists joined (the plan must be ``aligned``), with ``sha256`` (the object's content)
-        and the multipart ETag; the upload is gone after. ``digests_sha256``: as the assemble answered.
+        parts' chunk lists joined (the plan must be ``aligned``), with ``sha256`` (the object's content),
+        the multipart ETag and ``object_headers`` (JSON text; None: the upload's); the upload is gone after. ``digests_sha256``: as the assemble answered.
         Raises :class:`NotFound` (no such upload, or gone meanwhile), :class:`BadRequest` (a problem,
         ``"<S3 code>: ..."``, or unaligned parts), :class:`Conflict` (the parts changed since assemble,
         or file/folder), :class:`PreconditionFailed` (``create_only`` / ``if_match``)."""
         body = orjson.dumps({"parts": [[n, etag] for n, etag in parts], "sha256": sha256,
-                             "digests_sha256": digests_sha256, "create_only": create_only, "if_match": if_match})
+                             "digests_sha256": digests_sha256, "create_only": create_only, "if_match": if_match,
+                             "object_headers": object_headers})
         resp = await self.call("POST", self._upload_url(upload_id, "/complete"), body=body, content_type=JSON)
         return self._parsed(resp, "complete", lambda r: VersionInfo.model_validate_json(r.body))
 

@@ -27,15 +27,18 @@ from starlette.responses import Response
 from shared.errors import BadRequest, NotFound, PreconditionFailed
 from shared.protocol.manifests import Manifest
 from shared.protocol.models import VersionInfo
-from shared.protocol.rules import MAX_PART_NUMBER, canonical_user_metadata, multipart_etag
+from shared.protocol.rules import (
+    CHECKSUM_PREFIX, CHECKSUM_TYPE_HEADER, MAX_PART_NUMBER, canonical_user_metadata, multipart_etag,
+)
 from user_app.auth.audit import audited
 from user_app.s3 import xml
 from user_app.s3.buckets import owner
 from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument
 from user_app.s3.names import ObjectName, bucket_folder, key_of, object_name
+from user_app.s3.object_headers import XML_NAMES, CompletedChecksum, checksum_of, encoded, upload_checksum
 from user_app.s3.objects import (
-    MAX_PUT_SIZE, Conditions, copy_source, live_etag_condition, etag_of, request_metadata,
+    MAX_PUT_SIZE, Conditions, body_with_checksum, copy_source, etag_of, live_etag_condition, request_metadata,
 )
 from user_app.preconditions import NotModified, check_read
 from user_app.ranges import parse_range
@@ -88,10 +91,10 @@ async def create_multipart_upload(ctx: S3Request) -> Response:
     name = _name(ctx)
     ctx.principal.check_write(name.path)
     await ctx.require_bucket()
-    metadata = request_metadata(ctx)
+    metadata = request_metadata(ctx, upload_checksum(ctx.request.headers))
     with audited(ctx.principal, "s3 create upload", name.path):
         upload = await ctx.services.leader.rpc_create_upload(name.path, metadata.content_type,
-                                                             metadata.user_metadata)
+                                                             metadata.user_metadata, metadata.object_headers)
     root = xml.document("InitiateMultipartUploadResult")
     xml.add_all(root, [("Bucket", ctx.bucket), ("Key", ctx.key), ("UploadId", upload["upload_id"])])
     return ctx.xml(root)
@@ -103,9 +106,11 @@ async def upload_part(ctx: S3Request) -> Response:
     number = _part_number(ctx)
     upload = await _upload(ctx, name)
     body = VerifiedBody(ctx.request, ctx.caller.verified, MAX_PUT_SIZE)
+    metadata = ObjectMetadata()  # the part keeps its checksum, for the completion's
     try:
-        result = await ctx.services.writer.write(name.path, aiter(body), chunk_size=await _part_chunk_size(ctx),
-                                                 size_hint=body.declared_size, part=(upload["upload_id"], number))
+        result = await ctx.services.writer.write(name.path, body_with_checksum(body, metadata),
+                                                 chunk_size=await _part_chunk_size(ctx), size_hint=body.declared_size,
+                                                 part=(upload["upload_id"], number), metadata=metadata)
     except NotFound:  # aborted or completed while the part was on its way
         raise no_such_upload(upload["upload_id"]) from None
     headers = {"ETag": f'"{result.etag}"'}
@@ -157,19 +162,24 @@ async def _nothing():
     yield b""
 
 
-def _requested_parts(doc) -> list[tuple[int, str]]:
-    parts = []
+def _requested_parts(doc, checksum_element: str | None) -> tuple[list[tuple[int, str]], dict[int, str]]:
+    """The ``(part number, ETag)`` of each Part of a Complete document, and the checksums it names for
+    them (the ``checksum_element`` of each, e.g. ``ChecksumCRC32``) by part number."""
+    parts, checksums = [], {}
     for part in xml.children(doc, "Part"):
         number, etag = xml.child_text(part, "PartNumber"), xml.child_text(part, "ETag")
         if number is None or etag is None or not number.strip().isdigit():
             raise xml.malformed("every Part needs a PartNumber and an ETag")
         parts.append((int(number.strip()), etag.strip().strip('"')))
+        named = xml.child_text(part, checksum_element) if checksum_element else None
+        if named is not None:
+            checksums[parts[-1][0]] = named
     if not parts:
         raise xml.malformed("a CompleteMultipartUpload document lists at least one Part")
     if any(b[0] <= a[0] for a, b in zip(parts, parts[1:])):
         raise S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must "
                       "be specified in order by part number.", 400)
-    return parts
+    return parts, checksums
 
 
 def _manifest(path: str, size: int, chunk_size: int, replication: int, digests: bytes) -> Manifest:
@@ -181,15 +191,17 @@ def _manifest(path: str, size: int, chunk_size: int, replication: int, digests: 
 async def complete_multipart_upload(ctx: S3Request) -> Response:
     name = _name(ctx)
     ctx.principal.check_write(name.path)
-    parts = _requested_parts(xml.parse(await read_small(ctx.request, ctx.caller.verified, xml.MAX_XML_BODY),
-                                       "CompleteMultipartUpload"))
+    doc = xml.parse(await read_small(ctx.request, ctx.caller.verified, xml.MAX_XML_BODY), "CompleteMultipartUpload")
     try:
         upload = await _upload(ctx, name)
     except S3Error as exc:
+        parts, _ = _requested_parts(doc, None)
         done = await _already_completed(ctx, name, parts) if exc.code == "NoSuchUpload" else None
         if done is None:
             raise
-        return _completed(ctx, done.version, etag_of(done))
+        return _completed(ctx, done)
+    checksum = CompletedChecksum(upload.get("object_headers"), [])
+    parts, named_checksums = _requested_parts(doc, checksum.xml_name)
     upload_id = upload["upload_id"]
     inm = ctx.request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
@@ -201,6 +213,10 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
     if plan.get("problem"):
         problem = plan["problem"]
         raise S3Error(problem["code"], problem["message"], 400)
+    checksum = CompletedChecksum(upload.get("object_headers"), plan["parts"])
+    for number, value in named_checksums.items():
+        checksum.check_part(number, value)
+    kept = {k: v for k, v in (upload.get("object_headers") or {}).items() if not k.startswith(CHECKSUM_PREFIX)}
     reader = ctx.services.reader
     pieces = [(p, base64.b64decode(p["digests"])) for p in plan["parts"]]
     with audited(ctx.principal, "s3 complete upload", name.path) as details:
@@ -210,46 +226,55 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
             sha = hashlib.sha256()
             async for block in reader.stream(whole) if whole.size else _nothing():
                 sha.update(block)
+                checksum.update(block)
             try:
                 info = await leader.rpc_complete_upload(upload_id, parts, sha256=sha.hexdigest(),
                                                         digests_sha256=plan["digests_sha256"],
-                                                        create_only=inm is not None, if_match=leader_if_match)
+                                                        create_only=inm is not None, if_match=leader_if_match,
+                                                        object_headers=encoded({**kept, **checksum.entries()}))
             except NotFound:  # aborted, expired, or completed by another request meanwhile (a retry)
                 done = await _already_completed(ctx, name, parts)
                 if done is None:
                     raise no_such_upload(upload_id) from None
-                return _completed(ctx, done.version, etag_of(done))
+                return _completed(ctx, done)
             except BadRequest as exc:  # the parts changed into an invalid list since assemble
                 code, colon, message = exc.message.partition(": ")
                 if colon and code in PART_PROBLEMS:
                     raise S3Error(code, message, 400) from None
                 raise
-            version, etag = info.version, etag_of(info)
         else:  # odd part sizes: the one case that writes the data again (see the module docstring)
+            metadata = ObjectMetadata(upload.get("content_type"), _json(upload.get("user_metadata")), plan["etag"])
+
             async def parts_data():
                 for part, digests in pieces:
                     view = _manifest(name.path, part["size"], part["chunk_size"], plan["replication"], digests)
                     if view.size:
                         async for block in reader.stream(view):
+                            checksum.update(block)
                             yield block
+                metadata.object_headers = encoded({**kept, **checksum.entries()})  # read at the prepare
+
             result = await ctx.services.writer.write(
                 name.path, parts_data(), size_hint=plan["size"], create_only=inm is not None,
-                if_match=leader_if_match, metadata=ObjectMetadata(upload.get("content_type"),
-                                                                  _json(upload.get("user_metadata")), plan["etag"]))
+                if_match=leader_if_match, metadata=metadata)
             try:
                 await leader.rpc_abort_upload(upload_id)  # the parts were copied: drop them
             except NotFound:
                 pass  # another request aborted it meanwhile; this write stands
-            version, etag = result.version, plan["etag"]
-        details["version"] = version
-    return _completed(ctx, version, etag)
+            info = await leader.rpc_stat(name.path, result.version)
+        details["version"] = info.version
+    return _completed(ctx, info)
 
 
-def _completed(ctx: S3Request, version: int, etag: str) -> Response:
+def _completed(ctx: S3Request, info: VersionInfo) -> Response:
     root = xml.document("CompleteMultipartUploadResult")
     xml.add_all(root, [("Location", f"/{ctx.bucket}/{ctx.key}"), ("Bucket", ctx.bucket), ("Key", ctx.key),
-                       ("ETag", f'"{etag}"')])
-    return ctx.xml(root, headers={"x-amz-version-id": str(version)})
+                       ("ETag", f'"{etag_of(info)}"')])
+    stored = checksum_of(info.object_headers)
+    if stored is not None:
+        xml.add_all(root, [(XML_NAMES[stored[0]], stored[1]),
+                           ("ChecksumType", (info.object_headers or {}).get(CHECKSUM_TYPE_HEADER))])
+    return ctx.xml(root, headers={"x-amz-version-id": str(info.version)})
 
 
 async def _already_completed(ctx: S3Request, name: ObjectName, parts: list[tuple[int, str]]) -> VersionInfo | None:

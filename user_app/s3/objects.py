@@ -13,9 +13,11 @@ reference), on the user app's own write and read paths (2PC writes, verified str
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from urllib.parse import unquote
 
+import orjson
 from starlette.responses import Response, StreamingResponse
 
 from shared.errors import NotFound, PreconditionFailed, RangeNotSatisfiable
@@ -29,6 +31,7 @@ from user_app.s3 import xml
 from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument, no_such_key
 from user_app.s3.names import EMPTY_MD5, ObjectName, bucket_folder, object_name
+from user_app.s3.object_headers import checksum_entries, checksum_mode, encoded, served_headers, standard_headers
 from user_app.s3.versions import delete_marker_read, parse_version_ref
 from user_app.s3.payload import VerifiedBody
 from user_app.writer import ObjectMetadata
@@ -98,9 +101,10 @@ def _name(ctx: S3Request) -> ObjectName:
     return object_name(bucket_folder(ctx.bucket), ctx.key)
 
 
-def request_metadata(ctx: S3Request) -> ObjectMetadata:
-    """The ``Content-Type`` and ``x-amz-meta-*`` of a write, as :class:`ObjectMetadata`. Raises
-    ``MetadataTooLarge`` past S3's 2 KB of user metadata."""
+def request_metadata(ctx: S3Request, extra_headers: dict[str, str] | None = None) -> ObjectMetadata:
+    """The ``Content-Type``, ``x-amz-meta-*`` and standard object headers of a write (with
+    ``extra_headers``), as :class:`ObjectMetadata`. Raises ``MetadataTooLarge`` past S3's 2 KB of user
+    metadata."""
     pairs = {}
     for name, value in ctx.request.headers.items():
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
@@ -110,8 +114,20 @@ def request_metadata(ctx: S3Request) -> ObjectMetadata:
         raise S3Error("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.",
                       400, MaxSizeAllowed=str(MAX_USER_METADATA_BYTES))
     content_type = ctx.request.headers.get("content-type")
+    headers = {**standard_headers(ctx.request.headers), **(extra_headers or {})}
     return ObjectMetadata(content_type=content_type or None,
-                          user_metadata=canonical_user_metadata(pairs) if pairs else None)
+                          user_metadata=canonical_user_metadata(pairs) if pairs else None,
+                          object_headers=encoded(headers))
+
+
+async def body_with_checksum(body: VerifiedBody, metadata: ObjectMetadata) -> AsyncIterator[bytes]:
+    """``body``'s blocks; once it ended (and its checksum matched), ``metadata`` gets the checksum among
+    its object headers, before the writer prepares the version (``ObjectMetadata``)."""
+    async for block in body:
+        yield block
+    if body.checksum is not None:
+        stored = orjson.loads(metadata.object_headers) if metadata.object_headers else {}
+        metadata.object_headers = encoded({**stored, **checksum_entries(body.checksum)})
 
 
 async def live_etag_condition(ctx: S3Request, path: str, if_match: str) -> str:
@@ -154,7 +170,8 @@ async def put_object(ctx: S3Request) -> Response:
     if_match = ctx.request.headers.get("if-match")
     leader_if_match = None if if_match is None else await live_etag_condition(ctx, name.path, if_match)
     with audited(ctx.principal, "s3 put", name.path) as details:
-        result = await ctx.services.writer.write(name.path, aiter(body), size_hint=body.declared_size,
+        result = await ctx.services.writer.write(name.path, body_with_checksum(body, metadata),
+                                                 size_hint=body.declared_size,
                                                  create_only=inm is not None, if_match=leader_if_match,
                                                  metadata=metadata)
         details["version"] = result.version
@@ -195,16 +212,17 @@ async def get_object(ctx: S3Request) -> Response:
         return Response(status_code=304, headers=headers)
     headers["Accept-Ranges"] = "bytes"
     headers["Content-Type"] = _content_type(info)
-    for param, header in RESPONSE_OVERRIDES.items():
-        value = ctx.query(param)
-        if value is not None:
-            headers[header] = value
     size = view.size
     try:
         rng = parse_range(ctx.request.headers.get("range"), size)
     except RangeNotSatisfiable:
         raise S3Error("InvalidRange", "The requested range is not satisfiable", 416,
                       ActualObjectSize=str(size)) from None
+    headers.update(served_headers(info, with_checksum=checksum_mode(ctx.request.headers) and rng is None))
+    for param, header in RESPONSE_OVERRIDES.items():
+        value = ctx.query(param)
+        if value is not None:
+            headers[header] = value
     status, start, end = 200, 0, size - 1
     if rng is not None:
         status, (start, end) = 206, rng
@@ -278,7 +296,7 @@ async def copy_object(ctx: S3Request) -> Response:
     with audited(ctx.principal, "s3 copy", f"{src.path} -> {dst.path}"):
         info = await leader.rpc_copy(src.path, dst.path, src_version=source.version,
                                      metadata=directive.lower(), content_type=metadata.content_type,
-                                     user_metadata=metadata.user_metadata)
+                                     user_metadata=metadata.user_metadata, object_headers=metadata.object_headers)
     root = xml.document("CopyObjectResult")
     xml.add_all(root, [("LastModified", xml.iso_time(info.committed_at or info.created_at)),
                        ("ETag", f'"{etag_of(info)}"')])
