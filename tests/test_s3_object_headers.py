@@ -242,3 +242,38 @@ def test_native_file_has_no_checksum_or_standard_headers(cluster, s3, bucket):
     assert head["ContentLength"] == len(b"written natively")
     assert sums(head) == {} and standard(head) == NONE
     assert s3.get_object(Bucket=bucket, Key="native.txt")["Body"].read() == b"written natively"
+
+
+def test_create_multipart_upload_answers_its_checksum_algorithm_and_type(s3, bucket):
+    crc = s3.create_multipart_upload(Bucket=bucket, Key="a", ChecksumAlgorithm="CRC32")
+    assert (crc["ChecksumAlgorithm"], crc.get("ChecksumType")) == ("CRC32", "COMPOSITE")
+    full = s3.create_multipart_upload(Bucket=bucket, Key="b", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+    assert (full["ChecksumAlgorithm"], full.get("ChecksumType")) == ("CRC32", "FULL_OBJECT")
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="c")
+    assert "ChecksumAlgorithm" not in plain
+    expect_error("InvalidRequest", 400, s3.create_multipart_upload, Bucket=bucket, Key="d",
+                 ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT")  # SHA-256 has no full-object form
+
+
+def test_full_object_crc32_multipart(s3, bucket):
+    parts = [os.urandom(5 * MiB), os.urandom(1000)]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="f", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+    done = []
+    for number, data in enumerate(parts, 1):
+        r = s3.upload_part(Bucket=bucket, Key="f", UploadId=upload["UploadId"], PartNumber=number, Body=data,
+                           ChecksumAlgorithm="CRC32")
+        done.append({"PartNumber": number, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="f", UploadId=upload["UploadId"], MultipartUpload={"Parts": done})
+    head = s3.head_object(Bucket=bucket, Key="f", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == checksum("CRC32", b"".join(parts)) and head["ChecksumType"] == "FULL_OBJECT"
+
+
+def test_a_malformed_checksum_value_is_bad_digest_and_stores_nothing(s3, bucket):
+    expect_error("BadDigest", 400, s3.put_object, Bucket=bucket, Key="bad", Body=b"data", ChecksumSHA256="bad")
+    expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="bad")
+
+
+def test_aws_chunked_is_not_kept_as_a_content_encoding():
+    from user_app.s3.object_headers import standard_headers
+    assert standard_headers({"content-encoding": "gzip, aws-chunked"}) == {"content-encoding": "gzip"}
+    assert standard_headers({"content-encoding": "aws-chunked"}) == {}

@@ -186,3 +186,19 @@ def test_put_bucket_versioning_enabled_is_accepted_suspended_is_not(s3, bucket):
     expect_error("NotImplemented", 501, s3.put_bucket_versioning, Bucket=bucket, MFA="serial 123456",
                  VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"})
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+
+def test_reading_a_deleted_key_says_it_has_a_delete_marker(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="gone", Body=b"x")
+    marker = s3.delete_object(Bucket=bucket, Key="gone")["VersionId"]
+    for read in (s3.head_object, s3.get_object):
+        error = expect_error("404" if read == s3.head_object else "NoSuchKey", 404, read, Bucket=bucket, Key="gone")
+        headers = error.response["ResponseMetadata"]["HTTPHeaders"]
+        assert headers.get("x-amz-delete-marker") == "true" and headers.get("x-amz-version-id") == marker
+    never = expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="never")
+    assert "x-amz-delete-marker" not in never.response["ResponseMetadata"]["HTTPHeaders"]
+    again = s3.put_object(Bucket=bucket, Key="gone", Body=b"y")  # written again: the marker is not the latest
+    assert s3.get_object(Bucket=bucket, Key="gone")["Body"].read() == b"y"
+    s3.delete_object(Bucket=bucket, Key="gone", VersionId=again["VersionId"])  # ... until that version goes
+    error = expect_error("NoSuchKey", 404, s3.get_object, Bucket=bucket, Key="gone")
+    assert error.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-version-id") == marker

@@ -147,8 +147,11 @@ class ChecksumResult:
     value: str
 
 
-def _invalid(name: str) -> SigV4Error:
-    return SigV4Error("InvalidRequest", f"Value for {name} header is invalid.", 400)
+def _bad_digest(algorithm: str) -> SigV4Error:
+    """A checksum value that does not match the body, or that no body could match (not the base64 of a
+    digest of the algorithm's size): ``BadDigest``, as ceph/s3-tests expects of both."""
+    return SigV4Error("BadDigest", f"The {algorithm.upper()} you specified did not match the calculated "
+                      "checksum.", 400)
 
 
 class RequestChecksum:
@@ -208,7 +211,7 @@ class RequestChecksum:
             algorithm, value = found[0]
             expected = _decode_value(value, DIGEST_SIZES[algorithm])
             if expected is None:
-                raise _invalid(header_name(algorithm))
+                raise _bad_digest(algorithm)
         elif trailed:
             algorithm, in_trailer = trailed[0], True
         sdk = h.get("x-amz-sdk-checksum-algorithm")
@@ -255,9 +258,8 @@ class RequestChecksum:
                                  400)
             expected = _decode_value(value, DIGEST_SIZES[self.algorithm])
             if expected is None:
-                raise _invalid(name)
+                raise _bad_digest(self.algorithm)
         computed = self._checksum.digest()
         if not hmac.compare_digest(computed, expected):
-            raise SigV4Error("BadDigest", f"The {self.algorithm.upper()} you specified did not match "
-                             "the calculated checksum.", 400)
+            raise _bad_digest(self.algorithm)
         return ChecksumResult(self.algorithm, base64.b64encode(computed).decode("ascii"))

@@ -5,14 +5,7 @@ in the s3-tests venv, not in RingFS's own suite). It changes no test; it only
   the node ids of ``--ringfs-select-file`` (the must-pass list) when one is given, noting those ids the
   suite no longer has;
 * records every test's outcome (``passed``, ``failed``, ``error`` for a failing setup or teardown,
-  ``skipped``) with the tail of its failure, and writes all of it as JSON to ``--ringfs-report``;
-* with ``--ringfs-cleanup-shim``: lets s3-tests' bucket cleanup work on a server without
-  ListObjectVersions. s3-tests empties every bucket of its prefix before and after each test
-  (``s3tests.functional.nuke_bucket``) through ``list_object_versions``; an answer of
-  ``501 NotImplemented`` there would fail every test in its teardown whatever the test itself did. The
-  shim retries that listing with ListObjectsV2 (every key, no version ids), only when the server
-  answered NotImplemented, so it is inert once the server has ListObjectVersions. Tests that call
-  ``list_object_versions`` themselves are untouched.
+  ``skipped``) with the tail of its failure, and writes all of it as JSON to ``--ringfs-report``.
 """
 
 from __future__ import annotations
@@ -33,8 +26,6 @@ def pytest_addoption(parser) -> None:
     group.addoption("--ringfs-excluded-markers", default="",
                     help="comma-separated markers of the -m exclusion, to count the suite after it alone "
                          "(whatever -k or --ringfs-select-file narrow the run to)")
-    group.addoption("--ringfs-cleanup-shim", action="store_true", default=False,
-                    help="bucket cleanup falls back to ListObjectsV2 when ListObjectVersions is 501")
 
 
 class _State:
@@ -44,7 +35,6 @@ class _State:
         self.selected = 0
         self.missing: list[str] = []
         self.outcomes: dict[str, dict] = {}
-        self.shim_used = 0
 
 
 STATE = _State()
@@ -61,8 +51,6 @@ def read_node_ids(path: str | Path) -> list[str]:
 
 def pytest_configure(config) -> None:
     config.pluginmanager.register(_NarrowPlugin(), "ringfs-narrow")
-    if config.getoption("--ringfs-cleanup-shim"):
-        _install_cleanup_shim()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -145,42 +133,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         "after_markers": STATE.after_markers,
         "selected": STATE.selected,
         "missing": STATE.missing,
-        "cleanup_shim_fallbacks": STATE.shim_used,
         "exitstatus": int(exitstatus),
         "outcomes": STATE.outcomes,
     }
     Path(path).write_text(json.dumps(data, indent=1, sort_keys=True))
-
-
-def _install_cleanup_shim() -> None:
-    import s3tests.functional as functional
-    from botocore.exceptions import ClientError
-
-    original = functional.list_versions
-
-    def not_implemented(exc: ClientError) -> bool:
-        err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return err.get("Code") == "NotImplemented" or status == 501
-
-    def list_versions(client, bucket, batch_size):
-        try:
-            yield from original(client, bucket, batch_size)
-            return
-        except ClientError as exc:
-            if not not_implemented(exc):
-                raise
-        STATE.shim_used += 1
-        # The caller deletes each batch before asking for the next, so every listing starts from the
-        # beginning again (no continuation token to trust); a batch seen twice means the delete did not
-        # work, and the bucket delete after this will say so.
-        seen = None
-        while True:
-            listing = client.list_objects_v2(Bucket=bucket, MaxKeys=batch_size)
-            batch = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
-            if not batch or batch == seen:
-                break
-            seen = batch
-            yield batch
-
-    functional.list_versions = list_versions

@@ -25,14 +25,13 @@ Run it with RingFS's own venv (``.venv/bin/python``: it starts the cluster with 
 5. writes ``s3tests.conf`` from ``s3tests.conf.template``;
 6. runs pytest in that venv on ``s3tests/functional/test_s3.py`` and ``test_headers.py`` with the marker
    selection MARKER_EXPRESSION (below, with the reason for each marker), ``--junitxml`` and a small plugin
-   (``ringfs_s3tests_plugin.py``: counts, outcomes and the cleanup shim);
+   (``ringfs_s3tests_plugin.py``: counts and outcomes);
 7. prints tests passed / selected / in the suite after the marker exclusion, which must-pass tests
    failed, the venv's and the run's times, and writes ``summary.json`` in the output directory
    (``--output-dir``, default a new directory under ``$XDG_CACHE_HOME/ringfs/s3tests-runs``).
 
-The cleanup shim (on by default, ``--no-cleanup-shim`` to run the suite exactly as it is): s3-tests empties
-its buckets around every test with ListObjectVersions, which RingFS does not implement yet (501); without
-the shim every test that makes a bucket fails in its teardown. See ``ringfs_s3tests_plugin.py``.
+The suite runs as it is: its bucket cleanup (ListObjectVersions, then DeleteObjects of every version and
+delete marker) is RingFS's own.
 """
 
 from __future__ import annotations
@@ -87,8 +86,6 @@ EXCLUDED_MARKERS: tuple[tuple[str, str], ...] = (
     ("tagging", "object and bucket tagging: 501"),
     ("object_lock", "object lock, retention, legal hold: 501"),
     ("object_ownership", "ownership controls (an ACL setting): 501"),
-    ("delete_marker", "delete markers exist only in versioned buckets; PutBucketVersioning is 501"),
-    ("versioning", "bucket versioning: PutBucketVersioning is 501 (unmarked versioning tests still run)"),
     ("s3select", "S3 Select: 501"),
     ("s3website", "static website hosting: 501"),
     ("sns", "bucket notifications: 501"),
@@ -276,7 +273,7 @@ def write_conf(path: Path, s3_url: str, keys: dict[str, dict]) -> None:
 
 
 def run_suite(venv: Venv, s3dir: Path, conf: Path, out: Path, *, select_file: Path | None,
-              per_test_timeout: int, cleanup_shim: bool, extra: list[str], quiet: bool) -> dict:
+              per_test_timeout: int, extra: list[str], quiet: bool) -> dict:
     junit = out / "junit.xml"
     report = out / "report.json"
     cmd = [str(venv.python), "-m", "pytest", *TEST_FILES,
@@ -288,8 +285,6 @@ def run_suite(venv: Venv, s3dir: Path, conf: Path, out: Path, *, select_file: Pa
            "-q" if quiet else "-v"]
     if select_file is not None:
         cmd.append(f"--ringfs-select-file={select_file}")
-    if cleanup_shim:
-        cmd.append("--ringfs-cleanup-shim")
     cmd += extra
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "PYTEST_", "BOTO_")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -386,7 +381,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
                    help="run the selection N times on the same cluster; a test counts as passed only if it "
                         "passed every time (for --write-must-pass: keeps flaky tests out of must_pass.txt)")
     p.add_argument("--per-test-timeout", type=int, default=DEFAULT_PER_TEST_TIMEOUT)
-    p.add_argument("--no-cleanup-shim", action="store_true", help="run s3-tests' bucket cleanup unchanged")
     p.add_argument("--keep-cluster", action="store_true", help="keep the started cluster's data dir and logs")
     p.add_argument("--verbose", action="store_true", help="stream pytest's output (-v) instead of -q")
     return p.parse_known_args(argv)
@@ -456,8 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.runs > 1:
                 print(f"s3-tests: run {i + 1} of {args.runs}")
             runs.append(run_suite(venv, s3dir, conf, run_out, select_file=select,
-                                  per_test_timeout=args.per_test_timeout, cleanup_shim=not args.no_cleanup_shim,
-                                  extra=extra, quiet=not args.verbose))
+                                  per_test_timeout=args.per_test_timeout, extra=extra, quiet=not args.verbose))
         data = _merge_runs(runs)
     finally:
         if keys and cluster is None:
@@ -472,8 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.update(mode=mode, venv=str(venv.python.parent.parent), venv_built=venv.built,
                    venv_seconds=round(venv.seconds, 1), venv_note=venv.note, run_seconds=data["run_seconds"],
                    pytest_exit=data["pytest_exit"], missing=data.get("missing", []),
-                   cleanup_shim=not args.no_cleanup_shim, runs=args.runs, flaky=data.get("flaky", []),
-                   cleanup_shim_fallbacks=data.get("cleanup_shim_fallbacks"), marker_expression=MARKER_EXPRESSION,
+                   runs=args.runs, flaky=data.get("flaky", []), marker_expression=MARKER_EXPRESSION,
                    output_dir=str(out),
                    failures={n: o for n, o in data.get("outcomes", {}).items() if o["outcome"] in ("failed", "error")})
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
@@ -535,9 +527,6 @@ def _print_summary(s: dict, must_pass: list[str], extra: list[str]) -> None:
     print(f"  outcomes: {json.dumps(s['counts'], sort_keys=True)}")
     print(f"  venv: {'built in %.1f s' % s['venv_seconds'] if s['venv_built'] else 'reused'}; "
           f"run: {s['run_seconds']:.1f} s; pytest exit {s['pytest_exit']}")
-    if s["cleanup_shim_fallbacks"]:
-        print(f"  cleanup shim: {s['cleanup_shim_fallbacks']} bucket cleanups fell back to ListObjectsV2 "
-              "(ListObjectVersions answered 501)")
     if s.get("flaky"):
         print(f"  passed in some runs only ({s['runs']} runs): {len(s['flaky'])}")
         for n in s["flaky"]:

@@ -36,7 +36,9 @@ from user_app.s3.buckets import owner
 from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument
 from user_app.s3.names import ObjectName, bucket_folder, key_of, object_name
-from user_app.s3.object_headers import XML_NAMES, CompletedChecksum, checksum_of, encoded, upload_checksum
+from user_app.s3.object_headers import (
+    XML_NAMES, CompletedChecksum, checksum_of, encoded, upload_checksum, upload_checksum_answer,
+)
 from user_app.s3.objects import (
     MAX_PUT_SIZE, Conditions, body_with_checksum, copy_source, etag_of, live_etag_condition, request_metadata,
 )
@@ -91,13 +93,14 @@ async def create_multipart_upload(ctx: S3Request) -> Response:
     name = _name(ctx)
     ctx.principal.check_write(name.path)
     await ctx.require_bucket()
-    metadata = request_metadata(ctx, upload_checksum(ctx.request.headers))
+    checksum = upload_checksum(ctx.request.headers)
+    metadata = request_metadata(ctx, checksum)
     with audited(ctx.principal, "s3 create upload", name.path):
         upload = await ctx.services.leader.rpc_create_upload(name.path, metadata.content_type,
                                                              metadata.user_metadata, metadata.object_headers)
     root = xml.document("InitiateMultipartUploadResult")
     xml.add_all(root, [("Bucket", ctx.bucket), ("Key", ctx.key), ("UploadId", upload["upload_id"])])
-    return ctx.xml(root)
+    return ctx.xml(root, headers=upload_checksum_answer(checksum))
 
 
 async def upload_part(ctx: S3Request) -> Response:

@@ -44,8 +44,19 @@ def encoded(headers: dict[str, str]) -> str | None:
 
 
 def standard_headers(request_headers) -> dict[str, str]:
-    """The standard object headers of a write request, by lowercase name."""
-    return {name: request_headers[name] for name in STANDARD_OBJECT_HEADERS if name in request_headers}
+    """The standard object headers of a write request, by lowercase name. ``aws-chunked`` is taken out of
+    Content-Encoding: it names how the request's body was framed, not the object's encoding (S3 API
+    reference, "Signature Calculations for the Authorization Header: Transferring Payload in Multiple
+    Chunks")."""
+    out = {name: request_headers[name] for name in STANDARD_OBJECT_HEADERS if name in request_headers}
+    if "content-encoding" in out:
+        codings = [c.strip() for c in out["content-encoding"].split(",")]
+        kept = ", ".join(c for c in codings if c and c.lower() != "aws-chunked")
+        if kept:
+            out["content-encoding"] = kept
+        else:
+            del out["content-encoding"]
+    return out
 
 
 def checksum_entries(result: ChecksumResult | None, kind: str = FULL_OBJECT) -> dict[str, str]:
@@ -106,6 +117,15 @@ def upload_checksum(request_headers) -> dict[str, str]:
         raise _invalid_request(f"The {kind[:32]} checksum type cannot be used with the {algorithm} checksum "
                                "algorithm.")
     return {CHECKSUM_ALGORITHM_HEADER: algorithm, CHECKSUM_TYPE_HEADER: kind}
+
+
+def upload_checksum_answer(entries: dict[str, str]) -> dict[str, str]:
+    """CreateMultipartUpload's answer headers for :func:`upload_checksum`'s ``entries``: the algorithm (in
+    capitals, as S3 names it) and the type."""
+    if not entries:
+        return {}
+    return {CHECKSUM_ALGORITHM_HEADER: entries[CHECKSUM_ALGORITHM_HEADER].upper(),
+            CHECKSUM_TYPE_HEADER: entries[CHECKSUM_TYPE_HEADER]}
 
 
 def _raw(value: str) -> bytes | None:

@@ -32,7 +32,7 @@ from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument, no_such_key
 from user_app.s3.names import EMPTY_MD5, ObjectName, bucket_folder, object_name
 from user_app.s3.object_headers import checksum_entries, checksum_mode, encoded, served_headers, standard_headers
-from user_app.s3.versions import delete_marker_read, parse_version_ref
+from user_app.s3.versions import delete_marker_read, latest_delete_marker, parse_version_ref
 from user_app.s3.payload import VerifiedBody
 from user_app.writer import ObjectMetadata
 
@@ -133,11 +133,12 @@ async def body_with_checksum(body: VerifiedBody, metadata: ObjectMetadata) -> As
 async def live_etag_condition(ctx: S3Request, path: str, if_match: str) -> str:
     """A PUT's S3 ``If-Match`` as the leader's condition: the SHA-256 of the live version when its S3
     ETag is listed (the leader then checks, atomically with the commit, that this version is still the
-    live one), else :class:`PreconditionFailed`."""
+    live one), else :class:`PreconditionFailed`; ``NoSuchKey`` when the key has no live version, as S3
+    answers."""
     try:
         current = await ctx.services.leader.rpc_stat(path)
     except NotFound:
-        raise PreconditionFailed(f"If-Match failed: {path!r} has no live version") from None
+        raise no_such_key(ctx.key or path) from None
     tags = parse_etags("If-Match", _quoted_etags(if_match))
     if tags is not None and not any(not weak and tag == etag_of(current) for weak, tag in tags):
         raise PreconditionFailed(f'If-Match failed: the live version has ETag "{etag_of(current)}"')
@@ -196,7 +197,11 @@ async def get_object(ctx: S3Request) -> Response:
         if version is not None:
             raise S3Error("NoSuchVersion", "The specified version does not exist.", 404, Key=name.key,
                           VersionId=str(version)) from None
-        raise no_such_key(name.key) from None
+        error = no_such_key(name.key)
+        marker = await latest_delete_marker(ctx, name.path)
+        if marker is not None:  # as S3 tells a deleted key from one that never was
+            error.headers = {"x-amz-delete-marker": "true", "x-amz-version-id": marker}
+        raise error from None
     info = view.info
     part = ctx.query("partNumber")
     if part is not None:  # a single upload is one part; the parts of a completed upload are not kept

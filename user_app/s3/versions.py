@@ -115,6 +115,17 @@ def key_entries(key: str, item: dict) -> list[Entry]:
     return entries
 
 
+async def latest_delete_marker(ctx: S3Request, path: str) -> str | None:
+    """The version id of ``path``'s delete marker when it is the key's latest entry (the key reads as
+    deleted), else None: one history scan of that key, made only when a read found nothing."""
+    answer = await ctx.services.leader.rpc_scan(prefix=path, start=path, limit=1, history=True)
+    items = [item for item in answer["items"] if item.get("key") == path and "versions" in item]
+    if not items:
+        return None
+    entries = key_entries(path, items[0])
+    return entries[0].version_id if entries and entries[0].kind == "DeleteMarker" else None
+
+
 def _after_marker(entries: list[Entry], marker: VersionRef, raw: str) -> list[Entry]:
     """The entries of the key-marker's key that come after ``version-id-marker`` (older than it)."""
     ids = [e.version_id for e in entries]
