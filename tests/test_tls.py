@@ -9,7 +9,7 @@ import ssl
 import httpx
 import pytest
 
-from tests.utils.auth import TestAuth
+from tests.utils.auth import ROOT, TestAuth
 from tests.utils.data import random_bytes
 from user_app.client import Client
 
@@ -28,6 +28,12 @@ def test_a_cluster_over_tls_end_to_end(make_cluster):
         assert c.put("tls/file.bin", data)["size"] == len(data)  # user app -> leader, chunk servers over TLS
         assert c.get("tls/file.bin") == data
         assert c.fsck()["ok"]  # leader -> chunk servers over TLS
+    # WebDAV with Basic over TLS, as Windows' WebClient insists on (README "WebDAV")
+    with httpx.Client(base_url=cluster.url + "/dav", auth=ROOT, verify=ssl.create_default_context(cafile=str(ca)),
+                      timeout=30) as dav:
+        assert dav.put("/tls/dav.txt", content=b"over https").status_code == 201
+        assert dav.get("/tls/dav.txt", headers={"Range": "bytes=5-"}).content == b"https"
+        assert dav.request("PROPFIND", "/tls/", headers={"Depth": "1"}).status_code == 207
     # Plain HTTP to a TLS port gets nowhere, and a client that does not trust the CA refuses the server.
     plain = cluster.url.replace("https://", "http://")
     with pytest.raises(httpx.HTTPError):

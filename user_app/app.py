@@ -15,6 +15,8 @@ from shared.http import JSONResponse
 from shared.metrics import install_metrics
 from user_app.admin_routes import router as admin_router
 from user_app.auth.authentication import UserAuthMiddleware
+from user_app.dav.app import MOUNT as DAV_MOUNT
+from user_app.dav.app import DavApp
 from user_app.routes import BODY_LIMITS, fast, router
 from user_app.s3.app import S3App
 from user_app.services import Services
@@ -45,6 +47,7 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
     app.include_router(router)
     app.include_router(admin_router)
     fast.install(app)
+    app.mount(DAV_MOUNT, DavApp(lambda: app.state.services))
     return app
 
 

@@ -347,6 +347,7 @@ async def fsck(request: Request) -> dict:
 # Bodies larger than JSON_BODY_LIMIT this router takes (shared.bodies.BodyLimitMiddleware applies them).
 BODY_LIMITS = (
     BodyLimit("PUT", "/files/", MAX_FILE_SIZE),
+    BodyLimit("PUT", "/dav/", MAX_FILE_SIZE),  # WebDAV PUTs stream (user_app/dav/)
     BodyLimit("POST", "/batch/write", multi_file.MAX_WRITE_BODY),
     BodyLimit("POST", "/batch/read", multi_file.MAX_READ_BODY),
 )
