@@ -21,7 +21,7 @@ from shared.http import JSONResponse
 from leader import servers_store
 from leader.access_keys import AccessKeys
 from leader.membership import Membership
-from leader.routes import files, folders, fsck, gc, health, keys, multipart, servers, trash, txns
+from leader.routes import files, folders, fsck, gc, health, keys, multipart, properties, servers, trash, txns
 from leader.store import Store
 from leader.sweeper import expire_uploads_once, purge_trash_once, sweep_once
 from shared.bodies import BodyLimitMiddleware
@@ -116,7 +116,7 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None) -> Fas
                        limits=txns.BODY_LIMITS + files.BODY_LIMITS + gc.BODY_LIMITS + multipart.BODY_LIMITS)
     install_error_handlers(app)
     install_metrics(app, "leader", refresh_from(app))
-    for module in (health, servers, txns, files, folders, trash, gc, fsck, keys, multipart):
+    for module in (health, servers, txns, files, folders, trash, gc, fsck, keys, multipart, properties):
         app.include_router(module.router)
     for module in (txns, files):
         module.fast.install(app)

@@ -1,12 +1,13 @@
 """SQLAlchemy models of the leader's metadata store.
 
-Eight tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
+Nine tables: ``chunk_servers`` (membership and health), ``virtual_nodes`` (their ring positions, signed
 64-bit so they fit a SQL ``BIGINT``), ``ring_state`` (the single-row ring epoch), ``file_versions`` (one
 row per file version; its ordered chunk list is packed 32-byte digests in one column, never one row per
 chunk, so a manifest is one indexed row read; GFS §2.6.1 keeps the file-to-chunk mapping per file; the
 parts of multipart uploads are rows of it too, ``leader/parts.py``), ``expired_txns`` (transaction ids
 whose pending version the sweeper dropped, so their commit answers 410), ``access_keys``, ``folders``
-(folders created explicitly, which exist without a file below them) and ``multipart_uploads``.
+(folders created explicitly, which exist without a file below them), ``multipart_uploads`` and
+``dav_properties`` (WebDAV dead properties).
 
 Portable across SQLite and PostgreSQL: no dialect-only SQL; time stamps are float UNIX seconds.
 """
@@ -171,6 +172,18 @@ class Folder(Base):
 
     path: Mapped[str] = mapped_column(PathType, primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class DavProperty(Base):
+    """A WebDAV dead property (RFC 4918 §4, PROPPATCH): ``name`` in Clark notation (``{namespace}local``)
+    and its XML ``value``, of the file or folder at ``path`` (a normalized path, ``""`` the root;
+    ``leader/dav_properties.py``). Keyed by path, so every user app sees the same ones."""
+
+    __tablename__ = "dav_properties"
+
+    path: Mapped[str] = mapped_column(PathType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class MultipartUpload(Base):

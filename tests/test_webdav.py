@@ -184,3 +184,54 @@ def test_rclone_webdav_sync_up_and_back(cluster, tmp_path):
     with Client(cluster.url) as native:  # the same files through the user API
         some = next(iter(tree))
         assert native.get(f"wd-rclone/{some}") == tree[some]
+
+
+# ---------------------------------------------------------------- dead properties, in the leader's SQL
+
+PROPPATCH = b"""<?xml version="1.0" encoding="utf-8"?>
+<D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:ringfs-test"><D:set><D:prop>
+<Z:author>Ana %s</Z:author></D:prop></D:set></D:propertyupdate>"""
+
+
+def author_of(client: httpx.Client, path: str) -> str | None:
+    body = b"""<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:ringfs-test"><D:prop><Z:author/></D:prop>
+</D:propfind>"""
+    r = client.request("PROPFIND", path, headers={"Depth": "0"}, content=body)
+    assert r.status_code == 207, r.text
+    found = ET.fromstring(r.content).find(".//{urn:ringfs-test}author")
+    return None if found is None else found.text
+
+
+def test_dead_properties_live_in_the_leader_and_follow_moves(dav, leader, cluster):
+    dav.request("MKCOL", "/wd-props/")
+    dav.put("/wd-props/a.txt", content=b"a")
+    r = dav.request("PROPPATCH", "/wd-props/a.txt", content=PROPPATCH % b"1")
+    assert r.status_code == 207 and "200 OK" in r.text, r.text
+    assert author_of(dav, "/wd-props/a.txt") == "Ana 1"
+    stored = leader.post("/properties/get", json={"paths": ["wd-props/a.txt"]}).json()["properties"]
+    assert list(stored["wd-props/a.txt"]) == ["{urn:ringfs-test}author"]  # in SQL, for every user app
+    dav.put("/wd-props/a.txt", content=b"a, version 2")  # a new version keeps the resource's properties
+    assert author_of(dav, "/wd-props/a.txt") == "Ana 1"
+    dav.request("MOVE", "/wd-props/a.txt", headers={"Destination": cluster.url + "/dav/wd-props/b.txt"})
+    assert author_of(dav, "/wd-props/b.txt") == "Ana 1"
+    assert leader.post("/properties/get", json={"paths": ["wd-props/a.txt"]}).json()["properties"] == {}
+    dav.request("COPY", "/wd-props/b.txt", headers={"Destination": cluster.url + "/dav/wd-props/c.txt"})
+    assert author_of(dav, "/wd-props/c.txt") == author_of(dav, "/wd-props/b.txt") == "Ana 1"
+    dav.delete("/wd-props/b.txt")
+    dav.put("/wd-props/b.txt", content=b"new file at the old name")
+    assert author_of(dav, "/wd-props/b.txt") is None  # deleted with its resource
+    # a folder's properties move with it, and with what is below it
+    dav.request("PROPPATCH", "/wd-props/", content=PROPPATCH % b"folder")
+    dav.request("MOVE", "/wd-props/", headers={"Destination": cluster.url + "/dav/wd-props-moved/"})
+    assert author_of(dav, "/wd-props-moved/") == "Ana folder"
+    assert author_of(dav, "/wd-props-moved/c.txt") == "Ana 1"
+
+
+def test_bad_property_requests_to_the_leader_are_400(leader):
+    for route, body in (("/properties/patch", {"path": "x", "set": {"": "v"}}),
+                        ("/properties/patch", {"path": "x", "set": {"{u}n": "v" * 70000}}),
+                        ("/properties/patch", {"path": "a//b", "set": {"{u}n": "v"}}),
+                        ("/properties/get", {"paths": ["ok"] * 1025}),
+                        ("/properties/move", {"src": "a", "dst": "../b"})):
+        r = leader.post(route, json=body)
+        assert r.status_code == 400 and "error" in r.json(), (route, r.text)

@@ -243,7 +243,8 @@ class PrepareResult(_Wire):
 
 
 class ListEntry(_Wire):
-    """One entry of a folder listing."""
+    """One entry of a folder listing: a file's latest version (its ``version``, ``sha256`` and times,
+    UNIX seconds), or a folder (``size``: the bytes of the live files below it)."""
 
     name: str
     path: str
@@ -251,6 +252,8 @@ class ListEntry(_Wire):
     size: int
     version: int | None = None
     created_at: float | None = None
+    committed_at: float | None = None
+    sha256: str | None = None
 
 
 class RenameRequest(_Wire):
@@ -477,3 +480,40 @@ class AccessKeySecret(AccessKeyInfo):
 def dump(model: BaseModel) -> dict[str, Any]:
     """``model`` as a JSON-ready dict (for a response body built around it)."""
     return model.model_dump()
+
+
+# ---------------------------------------------------------------- WebDAV dead properties (leader/dav_properties.py)
+
+
+class PropertiesQuery(_Wire):
+    """``POST /properties/get``: the properties of ``paths`` (at most 1024) and of every path directly in
+    folder ``children_of``."""
+
+    paths: list[str] = Field(default_factory=list, max_length=1024)
+    children_of: str | None = None
+
+
+class PropertiesPatch(_Wire):
+    """``POST /properties/patch``: set (name in Clark notation → XML value) and remove properties of
+    ``path`` at once."""
+
+    path: str
+    set: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(default_factory=list)
+
+
+class PropertiesRemoval(_Wire):
+    """``POST /properties/remove``: every property of ``path`` (and with ``below``, of what is below it)."""
+
+    path: str
+    below: bool = False
+
+
+class PropertiesMove(_Wire):
+    """``POST /properties/move``: ``dst`` gets ``src``'s properties (``below``: with what is below them);
+    ``keep_source`` copies instead of moving."""
+
+    src: str
+    dst: str
+    keep_source: bool = False
+    below: bool = False

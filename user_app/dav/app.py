@@ -4,8 +4,8 @@ threads, mounted in the user API app so that its Basic authentication (the acces
 The ASGI side hands WsgiDAV the request's principal (``scope["state"]``, set by
 ``user_app.auth.authentication``), the services and a bridge to their event loop, in the ASGI scope
 a2wsgi passes on as ``environ["asgi.scope"]``. WsgiDAV's own authentication is off: the request is
-authenticated already. Locks are WsgiDAV's lock manager and dead properties its property manager, both
-in this process's memory.
+authenticated already. Dead properties are kept in the leader's SQL (``user_app/dav/properties.py``);
+locks are WsgiDAV's lock manager, in this process's memory.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
 from user_app.dav.bridge import LoopBridge
-from user_app.dav.provider import SCOPE_BRIDGE, SCOPE_SERVICES, RingFSProvider
+from user_app.dav.properties import LeaderPropertyManager
+from user_app.dav.provider import SCOPE_BRIDGE, SCOPE_SERVICES, Caller, RingFSProvider
 from user_app.services import Services
 
 MOUNT = "/dav"
@@ -36,7 +37,7 @@ def _wsgidav_config() -> dict:
         "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False,
                                "default_to_digest": False, "trusted_auth_header": None},
         "lock_storage": True,
-        "property_manager": True,
+        "property_manager": LeaderPropertyManager(MOUNT, Caller),
         "dir_browser": {"enable": False},
         "add_header_MS_Author_Via": True,
         "suppress_version_info": True,
