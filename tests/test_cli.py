@@ -159,6 +159,7 @@ def test_up_put_get_ls_stat_mv_rm_and_ctrl_c(ringfs_up, tmp_path):
     printed = up.output()
     assert all(f"pid {pid}" in printed for pid in up.pids().values()) and len(up.pids()) == 6
     assert "log " in printed and "warning" not in printed  # 4 servers for RF 3: no warning
+    assert f"WebDAV        {url}/dav/" in printed
     assert up.stop(signal.SIGINT) == 0  # what Ctrl-C in the terminal sends
     printed = up.output()
     assert "stopping RingFS" in printed

@@ -235,3 +235,17 @@ def test_bad_property_requests_to_the_leader_are_400(leader):
                         ("/properties/move", {"src": "a", "dst": "../b"})):
         r = leader.post(route, json=body)
         assert r.status_code == 400 and "error" in r.json(), (route, r.text)
+
+
+def test_two_user_apps_serve_the_same_properties_and_a_put_without_servers_is_503(make_cluster):
+    cluster = make_cluster(chunk_servers=3, user_apps=2)
+    first, second = (httpx.Client(base_url=app.url + "/dav", auth=ROOT, timeout=30) for app in cluster.apps[:2])
+    with first, second:
+        assert first.put("/shared.txt", content=b"x").status_code == 201
+        assert first.request("PROPPATCH", "/shared.txt", content=PROPPATCH % b"A").status_code == 207
+        assert author_of(second, "/shared.txt") == "Ana A"  # kept by the leader, not by the first app
+        for server in cluster.servers:
+            server.kill()
+        r = second.put("/lost.txt", content=os.urandom(100_000))
+        assert r.status_code == 503, (r.status_code, r.text[:500])
+        assert second.get("/lost.txt").status_code == 404  # nothing half-written is visible

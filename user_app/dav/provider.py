@@ -16,10 +16,10 @@ import mimetypes
 from dataclasses import dataclass
 
 from wsgidav import util
-from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_CONFLICT, HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
+from wsgidav.dav_error import HTTP_BAD_REQUEST, HTTP_FORBIDDEN, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
-from shared.errors import BadRequest, Conflict, Forbidden, NotFound
+from shared.errors import BadRequest, NotFound, RingFSError
 from shared.paths import normalize_path
 from shared.protocol.models import VersionInfo
 from user_app.auth.audit import audited
@@ -42,21 +42,47 @@ class Caller:
         self.bridge: LoopBridge = scope[SCOPE_BRIDGE]
 
     def run(self, coro):
-        """Await ``coro`` on the services' loop; RingFS errors become the DAV status they mean."""
+        """Await ``coro`` on the services' loop; a RingFS error becomes the DAV error of its status (404,
+        403, 409, 400, 412, 503, ...)."""
         try:
             return self.bridge.run(coro)
-        except NotFound as exc:
-            raise DAVError(HTTP_NOT_FOUND, exc.message) from None
-        except Forbidden as exc:
-            raise DAVError(HTTP_FORBIDDEN, exc.message) from None
-        except Conflict as exc:
-            raise DAVError(HTTP_CONFLICT, exc.message) from None
-        except BadRequest as exc:
-            raise DAVError(HTTP_BAD_REQUEST, exc.message) from None
+        except RingFSError as exc:
+            raise as_dav_error(exc) from None
+
+    def run_or_none(self, coro):
+        """:meth:`run`, with None for a :class:`NotFound` (something already gone, or never there)."""
+        try:
+            return self.bridge.run(coro)
+        except NotFound:
+            return None
+        except RingFSError as exc:
+            raise as_dav_error(exc) from None
 
     def check_write(self, path: str) -> None:
         if not self.principal.may_write(path):
             raise DAVError(HTTP_FORBIDDEN, f"access key {self.principal.access_key} may not write {path!r}")
+
+
+def as_dav_error(exc: RingFSError) -> DAVError:
+    """The WebDAV error answer of a RingFS error: its status, its message."""
+    return DAVError(exc.status, exc.message)
+
+
+class DavWriteStream(WriteStream):
+    """A PUT's :class:`WriteStream` whose failures are DAV errors (a 503 when too few chunk servers can
+    take the data, not a 500)."""
+
+    def write(self, data: bytes) -> int:
+        try:
+            return super().write(data)
+        except RingFSError as exc:
+            raise as_dav_error(exc) from None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except RingFSError as exc:
+            raise as_dav_error(exc) from None
 
 
 def ringfs_path(dav_path: str) -> str:
@@ -142,7 +168,7 @@ class FileResource(DAVNonCollection):
     def begin_write(self, *, content_type=None) -> WriteStream:
         self.caller.check_write(self.rpath)
         writer = self.caller.services.writer
-        self._stream = WriteStream(self.caller.bridge, lambda blocks: writer.write(self.rpath, blocks))
+        self._stream = DavWriteStream(self.caller.bridge, lambda blocks: writer.write(self.rpath, blocks))
         return self._stream
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -215,11 +241,8 @@ class FolderResource(DAVCollection):
         params = {"folder": self.rpath, "recursive": str(recursive).lower(), "folders": "true"}
         if "" not in principal.read_prefixes:
             params["readable"] = list(principal.read_prefixes)
-        try:
-            answer = self.caller.bridge.run(self.caller.services.leader.rpc_json("GET", "/list", params=params))
-        except NotFound:
-            return []
-        return answer["entries"]
+        answer = self.caller.run_or_none(self.caller.services.leader.rpc_json("GET", "/list", params=params))
+        return [] if answer is None else answer["entries"]
 
     def get_member_names(self) -> list[str]:
         return [e["name"] for e in self._entries()]
@@ -278,16 +301,10 @@ class FolderResource(DAVCollection):
         with audited(principal, "dav delete folder", self.rpath):
             for e in entries:
                 if e["type"] == "file":
-                    try:
-                        self.caller.bridge.run(leader.rpc_delete(e["path"]))
-                    except NotFound:
-                        pass
+                    self.caller.run_or_none(leader.rpc_delete(e["path"]))
             folders = sorted((e["path"] for e in entries if e["type"] == "dir"), key=len, reverse=True)
-            for path in [*folders, self.rpath]:
-                try:
-                    self.caller.bridge.run(leader.rpc_delete_folder(path, only_if_empty=False))
-                except NotFound:
-                    pass  # implied, not explicit: gone with its files
+            for path in [*folders, self.rpath]:  # an implied one (not explicit) is gone with its files
+                self.caller.run_or_none(leader.rpc_delete_folder(path, only_if_empty=False))
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 
@@ -344,14 +361,10 @@ class RingFSProvider(DAVProvider):
         principal = caller.principal
         leader = caller.services.leader
         if principal.may_read(rpath):
-            try:
-                return FileResource(path, environ, FileFacts.of(caller.bridge.run(leader.rpc_stat(rpath))))
-            except NotFound:
-                pass
+            info = caller.run_or_none(leader.rpc_stat(rpath))
+            if info is not None:
+                return FileResource(path, environ, FileFacts.of(info))
         if not principal.reads_anything_under(rpath) and not principal.may_write(rpath + "/"):
             return None
-        try:
-            folder = caller.bridge.run(leader.rpc_folder(rpath))
-        except NotFound:
-            return None
-        return FolderResource(path, environ, folder.get("created_at"))
+        folder = caller.run_or_none(leader.rpc_folder(rpath))
+        return None if folder is None else FolderResource(path, environ, folder.get("created_at"))
