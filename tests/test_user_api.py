@@ -233,3 +233,19 @@ def test_same_content_uploaded_concurrently(cluster):
         results = list(pool.map(lambda i: c.put(f"same/{i}.bin", data), range(8)))
         assert all(r["sha256"] == sha256_hex(data) for r in results)
         assert all(c.get(f"same/{i}.bin") == data for i in range(8))
+
+
+def test_docs_pages_serve_their_own_assets(http):
+    """/docs and /redoc load Swagger UI and ReDoc from the user app itself, so they work without internet."""
+    import re
+    for page in ("/docs", "/redoc"):
+        html = http.get(page)
+        assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html.text)
+        assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
+        for asset in assets:
+            r = http.get(asset)
+            assert r.status_code == 200 and len(r.content) > 1000, asset
+    spec = http.get("/openapi.json").json()
+    put = spec["paths"]["/files/{path}"]["put"]
+    assert "application/octet-stream" in put["requestBody"]["content"]  # "Try it out" can upload

@@ -6,6 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from shared.auth.service_auth import ClusterAuth
 from shared.bodies import BodyLimitMiddleware
@@ -38,7 +39,9 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
             insecure_warning.cancel()
             await app.state.services.aclose()
 
-    app = FastAPI(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
+    # /docs and /redoc with Swagger UI and ReDoc served from the package (fastapi-offline), not a CDN: they
+    # work on a network without internet access
+    app = FastAPIOffline(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
     app.state.body_idle_timeout = settings.body_idle_timeout
     app.add_middleware(UserAuthMiddleware, cluster_auth=auth, keys_of=lambda: app.state.services.keys)
     app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS)
