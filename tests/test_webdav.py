@@ -158,6 +158,14 @@ def test_credentials_and_grants(cluster, dav):
         assert ro.request("MKCOL", "/wd-keys/open/sub/").status_code == 403
         r = ro.request("MOVE", "/wd-keys/open/doc.txt", headers={"Destination": cluster.url + "/dav/wd-keys/x.txt"})
         assert r.status_code == 403
+        r = ro.request("PROPPATCH", "/wd-keys/open/doc.txt", content=PROPPATCH % b"intruder")
+        assert r.status_code == 403 or (r.status_code == 207 and "403" in r.text and "200 OK" not in r.text), r.text
+        lock = b"""<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope>
+<D:locktype><D:write/></D:locktype></D:lockinfo>"""
+        assert ro.request("LOCK", "/wd-keys/open/doc.txt", content=lock).status_code == 403
+        assert ro.request("LOCK", "/wd-keys/open/", content=lock).status_code == 403
+    assert author_of(dav, "/wd-keys/open/doc.txt") is None
+    assert dav.put("/wd-keys/open/doc.txt", content=b"readable").status_code == 204  # not locked by the reader
     assert dav.get("/wd-keys/open/doc.txt").content == b"readable"
     assert dav.get("/wd-keys/open/new.txt").status_code == 404
 

@@ -123,7 +123,26 @@ class FileFacts:
                    entry.get("committed_at") or created)
 
 
-class FileResource(DAVNonCollection):
+class WriteGuard:
+    """What WsgiDAV lets any reader do unless told: setting dead properties (PROPPATCH) and locking
+    (LOCK). Both need a write grant on the resource (``write_target``), so a read-only key can neither
+    change a file's properties nor lock writers out of it."""
+
+    caller: Caller
+
+    @property
+    def write_target(self) -> str:
+        raise NotImplementedError
+
+    def set_property_value(self, name, value, *, dry_run=False):
+        self.caller.check_write(self.write_target)
+        return super().set_property_value(name, value, dry_run=dry_run)
+
+    def prevent_locking(self) -> bool:
+        return not self.caller.principal.may_write(self.write_target)
+
+
+class FileResource(WriteGuard, DAVNonCollection):
     """A file: its latest committed version (``info``; None for one about to be written)."""
 
     def __init__(self, dav_path: str, environ: dict, info: FileFacts | None) -> None:
@@ -132,6 +151,10 @@ class FileResource(DAVNonCollection):
         self.rpath = ringfs_path(dav_path)
         self.info = info
         self._stream: WriteStream | None = None
+
+    @property
+    def write_target(self) -> str:
+        return self.rpath
 
     # ---------------------------------------------------------------- live properties
     def get_content_length(self) -> int:
@@ -214,7 +237,7 @@ async def _empty():
     yield b""
 
 
-class FolderResource(DAVCollection):
+class FolderResource(WriteGuard, DAVCollection):
     """A folder (``""`` the root): explicit, or implied by something below it."""
 
     def __init__(self, dav_path: str, environ: dict, created_at: float | None = None) -> None:
@@ -222,6 +245,11 @@ class FolderResource(DAVCollection):
         self.caller = Caller(environ)
         self.rpath = ringfs_path(dav_path)
         self.created_at = created_at
+
+    @property
+    def write_target(self) -> str:
+        """What the folder's writers may write: what is in it (a grant of ``a/`` covers folder ``a``)."""
+        return self.rpath + "/" if self.rpath else ""
 
     def get_creation_date(self) -> float:
         return self.created_at or 0.0
