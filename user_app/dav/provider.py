@@ -97,10 +97,6 @@ def ringfs_path(dav_path: str) -> str:
         raise DAVError(HTTP_BAD_REQUEST, exc.message) from None
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}/{name}" if path else name
-
-
 @dataclass(frozen=True)
 class FileFacts:
     """What a PROPFIND shows of a file's latest version: ``size`` (bytes), ``sha256`` (its ETag, as the
