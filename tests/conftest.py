@@ -10,11 +10,13 @@ find in ``RINGFS_ACCESS_KEY`` / ``RINGFS_SECRET_KEY``.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.utils.auth import AUTH_ENV, ROOT_ACCESS_KEY, ROOT_SECRET_KEY, authed_client
+from tests.utils.s3 import s3_client
 from user_app.client.local_cluster import LocalCluster
 from user_app.client import Client
 
@@ -134,3 +136,17 @@ def leader(cluster):
 def client(cluster):
     with Client(cluster.url) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def s3(cluster):
+    """boto3 on the shared cluster's S3 port, signed with the root key (``tests/utils/s3.py``)."""
+    return s3_client(cluster.s3_url())
+
+
+@pytest.fixture
+def bucket(s3):
+    """A new, empty bucket of the shared cluster."""
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name

@@ -14,55 +14,14 @@ import uuid
 from urllib.parse import quote
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import httpx
 import pytest
-from botocore.client import Config
-from botocore.exceptions import ClientError
 
 from shared.auth.aws_chunked import chunk_string_to_sign
 from shared.auth.sigv4 import derive_signing_key, hmac_hex
 from tests.utils.auth import ROOT_ACCESS_KEY, ROOT_SECRET_KEY
+from tests.utils.s3 import REGION, expect_error, md5_etag, s3_client
 from user_app.client.client import Client
-
-REGION = "us-east-1"
-
-
-def s3_client(url: str, access_key: str = ROOT_ACCESS_KEY, secret_key: str = ROOT_SECRET_KEY, **config):
-    # signature_version: boto3 presigns with SigV2 for a custom endpoint unless told otherwise (README "S3")
-    return boto3.client("s3", endpoint_url=url, region_name=REGION, aws_access_key_id=access_key,
-                        aws_secret_access_key=secret_key,
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                                      **{"signature_version": "s3v4", **config}))
-
-
-@pytest.fixture(scope="module")
-def s3(cluster):
-    return s3_client(cluster.s3_url())
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"b-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
-def error_code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
-
-
-def expect_error(code: str, status: int, fn, *args, **kwargs) -> ClientError:
-    with pytest.raises(ClientError) as info:
-        fn(*args, **kwargs)
-    assert error_code(info.value) == code, info.value.response
-    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
-    return info.value
-
-
-def md5_etag(data: bytes) -> str:
-    return f'"{hashlib.md5(data).hexdigest()}"'
-
 
 # ---------------------------------------------------------------- buckets
 

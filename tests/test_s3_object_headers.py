@@ -12,14 +12,13 @@ import gzip
 import hashlib
 import os
 import struct
-import uuid
 import zlib
 from datetime import datetime, timezone
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from tests.test_s3_api import expect_error, s3_client
+from tests.utils.s3 import expect_error, s3_client
 from user_app.client.client import Client
 
 MiB = 1024 * 1024
@@ -28,18 +27,6 @@ HEADERS = {"CacheControl": "max-age=3600, must-revalidate", "ContentDisposition"
 EXPIRES, EXPIRES_STRING = datetime(2026, 10, 21, 7, 28, tzinfo=timezone.utc), "Wed, 21 Oct 2026 07:28:00 GMT"
 STORED = {**HEADERS, "ExpiresString": EXPIRES_STRING}
 NONE = dict.fromkeys(STORED)
-
-
-@pytest.fixture(scope="module")
-def s3(cluster):
-    return s3_client(cluster.s3_url())
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"h-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def b64(raw: bytes) -> str:

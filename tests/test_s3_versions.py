@@ -6,22 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
-from tests.test_s3_api import expect_error, md5_etag, s3_client
+from tests.utils.s3 import expect_error, md5_etag, s3_client
 from user_app.client.client import Client
-
-
-@pytest.fixture(scope="module")
-def s3(cluster):
-    return s3_client(cluster.s3_url())
-
-
-@pytest.fixture
-def bucket(s3):
-    name = f"v-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def history(s3, bucket: str, **params) -> list[tuple]:
