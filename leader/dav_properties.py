@@ -47,11 +47,12 @@ async def properties(store: Store, paths: list[str], children_of: str | None = N
     if not conditions:
         return {}
     out: dict[str, dict[str, str]] = {}
+    asked = set(paths)
     base = children_of + "/" if children_of else ""
     async with store.read_conn() as conn:
         for row in await conn.execute(select(P.path, P.name, P.value).where(or_(*conditions))):
             direct = children_of is not None and row.path.startswith(base) and "/" not in row.path[len(base):]
-            if row.path in paths or direct:
+            if row.path in asked or direct:
                 out.setdefault(row.path, {})[row.name] = row.value
     return out
 
