@@ -42,7 +42,7 @@ from leader.store import Store
 from shared.errors import NotFound
 from shared.paths import normalize_path
 from shared.protocol.models import CopyRequest, VersionInfo
-from shared.protocol.rules import CHECKSUM_PREFIX, canonical_user_metadata, parse_object_headers
+from shared.protocol.rules import canonical_user_metadata, parse_object_headers, split_checksum
 
 # The source version, share-locked until the copy's prepare commits (see the module docstring).
 SOURCE_LATEST = sql.LATEST.with_for_update(read=True)
@@ -88,6 +88,5 @@ async def copy(store: Store, req: CopyRequest) -> VersionInfo:
 
 def _replaced_headers(source: str | None, given: dict[str, str]) -> str | None:
     """A replacing copy's object headers: ``given`` without checksum entries, plus the source's."""
-    kept = {k: v for k, v in (orjson.loads(source) if source else {}).items() if k.startswith(CHECKSUM_PREFIX)}
-    merged = {**{k: v for k, v in given.items() if not k.startswith(CHECKSUM_PREFIX)}, **kept}
+    merged = {**split_checksum(given)[0], **split_checksum(orjson.loads(source) if source else None)[1]}
     return canonical_user_metadata(merged) if merged else None

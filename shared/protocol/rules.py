@@ -117,6 +117,15 @@ CHECKSUM_ALGORITHM_HEADER = "x-amz-checksum-algorithm"
 OBJECT_HEADER_NAMES = frozenset([*STANDARD_OBJECT_HEADERS, *(f"x-amz-checksum-{a}" for a in CHECKSUM_ALGORITHMS),
                                  CHECKSUM_TYPE_HEADER, CHECKSUM_ALGORITHM_HEADER])
 MAX_OBJECT_HEADERS_BYTES = 8192
+
+
+def split_checksum(headers: dict[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """``(the other entries, the checksum entries)`` of object headers: the checksum entries
+    (:data:`CHECKSUM_PREFIX`) describe the bytes, the others the object."""
+    other, checksum = {}, {}
+    for name, value in (headers or {}).items():
+        (checksum if name.startswith(CHECKSUM_PREFIX) else other)[name] = value
+    return other, checksum
 MAX_OBJECT_HEADERS_TEXT = 64 * 1024
 
 

@@ -28,7 +28,7 @@ from shared.errors import BadRequest, NotFound, PreconditionFailed
 from shared.protocol.manifests import Manifest
 from shared.protocol.models import VersionInfo
 from shared.protocol.rules import (
-    CHECKSUM_PREFIX, CHECKSUM_TYPE_HEADER, MAX_PART_NUMBER, canonical_user_metadata, multipart_etag,
+    CHECKSUM_TYPE_HEADER, MAX_PART_NUMBER, canonical_user_metadata, multipart_etag, split_checksum,
 )
 from user_app.auth.audit import audited
 from user_app.s3 import xml
@@ -37,7 +37,7 @@ from user_app.s3.context import S3Request
 from user_app.s3.errors import S3Error, invalid_argument
 from user_app.s3.names import ObjectName, bucket_folder, key_of, object_name
 from user_app.s3.object_headers import (
-    XML_NAMES, CompletedChecksum, checksum_of, encoded, upload_checksum, upload_checksum_answer,
+    XML_NAMES, CompletedChecksum, checksum_element, checksum_of, encoded, upload_checksum, upload_checksum_answer,
 )
 from user_app.s3.objects import (
     MAX_PUT_SIZE, Conditions, body_with_checksum, copy_source, etag_of, live_etag_condition, request_metadata,
@@ -203,8 +203,7 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
         if done is None:
             raise
         return _completed(ctx, done)
-    checksum = CompletedChecksum(upload.get("object_headers"), [])
-    parts, named_checksums = _requested_parts(doc, checksum.xml_name)
+    parts, named_checksums = _requested_parts(doc, checksum_element(upload.get("object_headers")))
     upload_id = upload["upload_id"]
     inm = ctx.request.headers.get("if-none-match")
     if inm is not None and inm.strip() != "*":
@@ -219,7 +218,7 @@ async def complete_multipart_upload(ctx: S3Request) -> Response:
     checksum = CompletedChecksum(upload.get("object_headers"), plan["parts"])
     for number, value in named_checksums.items():
         checksum.check_part(number, value)
-    kept = {k: v for k, v in (upload.get("object_headers") or {}).items() if not k.startswith(CHECKSUM_PREFIX)}
+    kept = split_checksum(upload.get("object_headers"))[0]
     reader = ctx.services.reader
     pieces = [(p, base64.b64decode(p["digests"])) for p in plan["parts"]]
     with audited(ctx.principal, "s3 complete upload", name.path) as details:

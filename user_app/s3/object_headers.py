@@ -21,8 +21,8 @@ import binascii
 from shared.auth.checksums import Checksum, ChecksumResult, header_name
 from shared.protocol.models import VersionInfo
 from shared.protocol.rules import (
-    CHECKSUM_ALGORITHM_HEADER, CHECKSUM_ALGORITHMS, CHECKSUM_PREFIX, CHECKSUM_TYPE_HEADER, STANDARD_OBJECT_HEADERS,
-    canonical_user_metadata,
+    CHECKSUM_ALGORITHM_HEADER, CHECKSUM_ALGORITHMS, CHECKSUM_TYPE_HEADER, STANDARD_OBJECT_HEADERS,
+    canonical_user_metadata, split_checksum,
 )
 from user_app.s3.errors import S3Error
 
@@ -78,15 +78,11 @@ def checksum_of(headers: dict[str, str] | None) -> tuple[str, str] | None:
 def served_headers(info: VersionInfo, with_checksum: bool) -> dict[str, str]:
     """The object headers a GetObject or HeadObject of ``info`` answers with: the standard ones, and with
     ``with_checksum`` (``x-amz-checksum-mode: ENABLED`` and the whole object asked) the checksum."""
-    out = {}
-    for name, value in (info.object_headers or {}).items():
-        if name == CHECKSUM_ALGORITHM_HEADER:
-            continue  # an upload's choice, not a header of the object
-        if name.startswith(CHECKSUM_PREFIX):
-            if with_checksum:
-                out[name] = value
-        else:  # as the response-* overrides name them, so that one replaces the other
-            out["-".join(word.capitalize() for word in name.split("-"))] = value
+    other, checksum = split_checksum(info.object_headers)
+    # named as the response-* overrides name them, so that one replaces the other
+    out = {"-".join(word.capitalize() for word in name.split("-")): value for name, value in other.items()}
+    if with_checksum:  # an upload's chosen algorithm is no header of the object
+        out.update({name: value for name, value in checksum.items() if name != CHECKSUM_ALGORITHM_HEADER})
     return out
 
 
@@ -117,6 +113,12 @@ def upload_checksum(request_headers) -> dict[str, str]:
         raise _invalid_request(f"The {kind[:32]} checksum type cannot be used with the {algorithm} checksum "
                                "algorithm.")
     return {CHECKSUM_ALGORITHM_HEADER: algorithm, CHECKSUM_TYPE_HEADER: kind}
+
+
+def checksum_element(upload_headers: dict[str, str] | None) -> str | None:
+    """The XML element (``ChecksumCRC32``, ...) naming a part's checksum in the Complete document of an
+    upload with ``upload_headers``, or None when the upload chose no checksum algorithm."""
+    return XML_NAMES.get((upload_headers or {}).get(CHECKSUM_ALGORITHM_HEADER, ""))
 
 
 def upload_checksum_answer(entries: dict[str, str]) -> dict[str, str]:
@@ -155,10 +157,6 @@ class CompletedChecksum:
     @property
     def full(self) -> bool:
         return self._full is not None
-
-    @property
-    def xml_name(self) -> str | None:
-        return XML_NAMES.get(self.algorithm or "")
 
     def check_part(self, number: int, requested: str | None) -> None:
         stored = self._stored.get(number)
