@@ -173,12 +173,9 @@ async def delete_file(path: str, request: Request) -> Response:
     path = _file_path(request, b"/files/")
     principal = _principal(request)
     principal.check_write(path)
-    params = {"path": path}
     if_match = if_match_condition(request.headers.get("if-match"))
-    if if_match is not None:
-        params["if_match"] = if_match
     with audited(principal, "delete", path):
-        await _services(request).leader.rpc_json("DELETE", "/files", params=params)
+        await _services(request).leader.rpc_delete(path, if_match)
     return Response(status_code=204)
 
 

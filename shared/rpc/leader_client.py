@@ -144,10 +144,13 @@ class LeaderClient:
         resp = await self.call("POST", "/undelete", body=body, content_type=JSON)
         return self._parsed(resp, "undelete", lambda r: VersionInfo.model_validate(r.json()["stat"]))
 
-    async def rpc_delete(self, path: str) -> dict:
-        """``DELETE /files``: every committed version of ``path`` to the trash. ``{"path",
-        "deleted_versions", "deleted_at"}``; raises :class:`NotFound` when nothing of it is live."""
-        return self._parsed(await self.call("DELETE", "/files", params={"path": path}), "delete", lambda r: r.json())
+    async def rpc_delete(self, path: str, if_match: str | None = None) -> dict:
+        """``DELETE /files``: every committed version of ``path`` to the trash; with ``if_match`` (the
+        leader's form, ``shared.protocol.rules.if_match_allows``) only if the live version matches.
+        ``{"path", "deleted_versions", "deleted_at"}``; raises :class:`NotFound` when nothing of it is
+        live, :class:`PreconditionFailed` when ``if_match`` does not match."""
+        params = {"path": path} if if_match is None else {"path": path, "if_match": if_match}
+        return self._parsed(await self.call("DELETE", "/files", params=params), "delete", lambda r: r.json())
 
     async def rpc_delete_version(self, path: str, version: int) -> str:
         """``DELETE /versions``: remove version ``version`` of ``path`` for good (S3's DeleteObject of a
