@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from leader.models import FileVersion as FV
 from leader.store import Store
 from leader.txns import is_a_file, is_a_folder
-from leader.version_sql import COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, IS_FOLDER, version_info
+from leader.version_sql import COMMITTED, DELETED, FILE_VERSIONS, INFO_COLUMNS, IS_FOLDER, LOCK_PATH, version_info
 from shared.errors import Conflict, NotFound
 from shared.paths import ancestors_of
 from shared.protocol.models import VersionInfo
@@ -63,7 +63,7 @@ async def undelete(store: Store, path: str, deleted_at: float | None = None) -> 
         async with store.write() as session:
             # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
             # us; on SQLite the store's write lock already does.
-            await session.execute(select(FV.id).where(FV.path == path).order_by(FV.id).with_for_update())
+            await session.execute(LOCK_PATH, {"path": path})
             named = deleted_at is not None
             if not named:
                 deleted_at = (await session.execute(
