@@ -58,6 +58,9 @@ class Membership:
         self.servers_json = b"[]"
         self.ring = Ring(epoch=0, servers={}, vnodes=[])  # the cached view as placement logic (fsck)
         self._targets: list[tuple[str, str]] = []  # (server_id, url) of non-removed servers
+        # When each server last answered a health check or registered (UNIX seconds), kept in memory
+        # between rebuilds so that a round that changes nothing costs no JSON (GET /cluster shows it).
+        self.last_seen_at: dict[str, float] = {}
         self._lock = asyncio.Lock()  # serializes membership mutations within this process
 
     async def load(self) -> None:
@@ -83,6 +86,7 @@ class Membership:
         self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
         self.servers_json = orjson.dumps(doc["servers"])
         self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
+        self.last_seen_at = {x.server_id: x.last_seen_at for x in servers if x.last_seen_at is not None}
         self.ring = Ring.from_view(view)
         self.epoch = epoch
 
@@ -178,7 +182,7 @@ class Membership:
                     if row is None or row.url != url or row.state == ServerState.REMOVED:
                         continue  # re-registered or removed while we were probing
                     if ok:
-                        row.last_seen_at = now
+                        row.last_seen_at = self.last_seen_at[sid] = now
                         if row.missed_checks or row.state != ServerState.HEALTHY:
                             log.info("server %s is healthy again", sid)
                             row.missed_checks, row.state, changed = 0, ServerState.HEALTHY.value, True

@@ -51,16 +51,16 @@ def shows_folder(folder: str, readable: list[str] | None) -> bool:
 
 
 async def live_files(session: AsyncSession, condition) -> list[Row]:
-    """Rows ``path, version, size, created_at, committed_at, sha256`` of the latest committed version of
-    every path matching ``condition``, sorted by path."""
+    """Rows ``path, version, size, created_at, committed_at, sha256, versions`` of the latest committed
+    version of every path matching ``condition``, sorted by path; ``versions`` counts its committed ones."""
     latest = (
-        select(FV.path.label("path"), func.max(FV.version).label("version"))
+        select(FV.path.label("path"), func.max(FV.version).label("version"), func.count().label("versions"))
         .where(unindexed(FV.state) == COMMITTED, condition)  # the path's index serves it, not state's
         .group_by(FV.path)
         .subquery()
     )
     q = (
-        select(FV.path, FV.version, FV.size, FV.created_at, FV.committed_at, FV.sha256)
+        select(FV.path, FV.version, FV.size, FV.created_at, FV.committed_at, FV.sha256, latest.c.versions)
         .join(latest, and_(FV.path == latest.c.path, FV.version == latest.c.version))
         .order_by(FV.path)
     )
@@ -103,7 +103,8 @@ async def list_folder(store: Store, folder: str, recursive: bool, readable: list
         if recursive or "/" not in rel:
             entries.append({"name": rel, "path": row.path, "type": "file", "size": row.size,
                             "version": row.version, "created_at": row.created_at,
-                            "committed_at": row.committed_at, "sha256": row.sha256})
+                            "committed_at": row.committed_at, "sha256": row.sha256,
+                            "versions": row.versions})
         else:
             first = rel.split("/", 1)[0]
             dirs[first] = dirs.get(first, 0) + row.size

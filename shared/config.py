@@ -205,6 +205,8 @@ class UserAppSettings(ServiceSettings):
     s3_port: int = Field(default=8333, ge=0, le=65535)
     s3_region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
     s3_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    # How long a web-page login lasts, seconds (user_app/web/sessions.py): 8 hours, a working day.
+    web_session_seconds: float = Field(default=8 * 3600, ge=60, le=30 * 86400)
 
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":

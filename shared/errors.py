@@ -8,10 +8,12 @@ boundary where they happen; every service answers errors as JSON ``{"error": "..
 from __future__ import annotations
 
 import logging
+from typing import Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from shared.http import JSONResponse
+from starlette.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("ringfs.errors")
@@ -144,23 +146,31 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+ErrorPage = Callable[[Request, int, str], Optional[Response]]
+
+
+def install_error_handlers(app: FastAPI, error_page: ErrorPage | None = None) -> None:
     """Map RingFS errors, FastAPI validation errors and HTTP errors to JSON ``{"error": ...}``; anything
-    unexpected becomes a logged 500 without a traceback in the body."""
+    unexpected becomes a logged 500 without a traceback in the body. ``error_page(request, status,
+    message)`` may answer instead (the web page's HTML errors); None from it means JSON."""
+
+    def answer(request: Request, status: int, message: str, headers: dict | None = None) -> Response:
+        page = error_page(request, status, message) if error_page is not None else None
+        return page if page is not None else error_response(status, message, headers)
 
     @app.exception_handler(RingFSError)
-    async def _ringfs_error(_: Request, exc: RingFSError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.headers)
+    async def _ringfs_error(request: Request, exc: RingFSError) -> Response:
+        return answer(request, exc.status, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, validation_message(exc.errors()))
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, 400, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return answer(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error: {type(exc).__name__}")
+        return answer(request, 500, f"internal error: {type(exc).__name__}")

@@ -142,3 +142,19 @@ class Ring:
         return [s for s in walked if s.state == ServerState.HEALTHY] + [
             s for s in walked if s.state != ServerState.HEALTHY
         ]
+
+
+RING_SPACE = 1 << 64  # positions are signed 64-bit integers
+
+
+def ring_shares(vnodes: Iterable[tuple[int, str]]) -> dict[str, float]:
+    """The fraction of the hash space (0..1) each server is the first owner of: a virtual node owns the
+    arc from the previous node's position (exclusive) to its own (inclusive), as :meth:`Ring.walk_ring`
+    places keys. ``vnodes``: ``(position, server_id)`` pairs in any order; ``{}`` for an empty ring."""
+    nodes = sorted(vnodes)
+    shares: dict[str, float] = {}
+    for i, (position, sid) in enumerate(nodes):
+        previous = nodes[i - 1][0]  # i = 0: the largest position, across the wrap
+        arc = (position - previous) % RING_SPACE or (RING_SPACE if len(nodes) == 1 else 0)
+        shares[sid] = shares.get(sid, 0.0) + arc / RING_SPACE
+    return shares

@@ -15,12 +15,14 @@ from shared.errors import install_error_handlers
 from shared.http import JSONResponse
 from shared.metrics import install_metrics
 from user_app.admin_routes import router as admin_router
-from user_app.auth.authentication import UserAuthMiddleware
+from user_app.auth.authentication import ANONYMOUS_ADMIN, UserAuthMiddleware
 from user_app.dav.app import MOUNT as DAV_MOUNT
 from user_app.dav.app import DavApp
 from user_app.routes import BODY_LIMITS, fast, router
 from user_app.s3.app import S3App
 from user_app.services import Services
+from user_app.web.app import install_web, web_error_page
+from user_app.web.authentication import WebAuthenticator
 
 
 def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None = None) -> FastAPI:
@@ -43,9 +45,12 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
     # work on a network without internet access
     app = FastAPIOffline(title="RingFS user API", lifespan=lifespan, default_response_class=JSONResponse)
     app.state.body_idle_timeout = settings.body_idle_timeout
-    app.add_middleware(UserAuthMiddleware, cluster_auth=auth, keys_of=lambda: app.state.services.keys)
+    signer = install_web(app, settings, auth)
+    keys_of = lambda: app.state.services.keys  # noqa: E731
+    web = WebAuthenticator(signer, keys_of, anonymous=ANONYMOUS_ADMIN if auth.insecure else None)
+    app.add_middleware(UserAuthMiddleware, cluster_auth=auth, keys_of=keys_of, web=web)
     app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS)
-    install_error_handlers(app)
+    install_error_handlers(app, web_error_page)
     install_metrics(app, "user_app")
     app.include_router(router)
     app.include_router(admin_router)

@@ -23,6 +23,7 @@ from shared.numbers import parse_digits, parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
 from shared.protocol.rules import MAX_FILE_SIZE, MAX_VERSION
+from shared.ring import ring_shares
 from user_app import multi_file
 from user_app.auth.audit import audited
 from user_app.auth.principal import Principal
@@ -99,7 +100,12 @@ async def put_file(request: Request) -> JSONResponse:
     answers 412 otherwise, checked by the leader atomically with the commit (two writers that both
     read one ETag cannot both replace it). An ``If-Match`` that already fails is answered before the body
     is read. 409 when a live file is above ``path`` or below it (a name is a file or a folder)."""
-    path = _file_path(request, b"/files/")
+    return await write_file(request, _file_path(request, b"/files/"))
+
+
+async def write_file(request: Request, path: str) -> JSONResponse:
+    """What ``PUT /files/{path}`` does once it has the path (the web page's upload does the same):
+    check the write grant and the preconditions, stream the body into a new version, answer 201."""
     principal = _principal(request)
     principal.check_write(path)
     inm = request.headers.get("if-none-match")
@@ -134,8 +140,16 @@ async def get_file(request: Request) -> Response:
     validators and no body."""
     path = _file_path(request, b"/files/")
     _principal(request).check_read(path)
+    return await file_response(request, path, _version_param(request.query_params.get("version")))
+
+
+async def file_response(request: Request, path: str, version: int | None, extra_headers: dict[str, str] | None = None,
+                        media_type: str | None = None) -> Response:
+    """The answer of ``GET``/``HEAD /files/{path}`` for a caller already allowed to read ``path``: the
+    validators, conditionals and ``Range`` as documented there, plus ``extra_headers``; ``media_type``
+    replaces the one guessed from the name. Raises :class:`NotFound`, :class:`Unavailable`."""
     reader = _services(request).reader
-    view = await reader.open(path, _version_param(request.query_params.get("version")))
+    view = await reader.open(path, version)
     size = view.size
     validators = {
         "ETag": f'"{view.info.sha256}"',
@@ -146,8 +160,8 @@ async def get_file(request: Request) -> Response:
         check_read(request.headers, view.info)
     except NotModified:
         return Response(status_code=304, headers=validators)
-    headers = {**validators, "Accept-Ranges": "bytes"}
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    headers = {**validators, "Accept-Ranges": "bytes", **(extra_headers or {})}
+    media_type = media_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
     rng = parse_range(request.headers.get("range"), size)
     status, start, end = 200, 0, size - 1
     if rng is not None:
@@ -248,13 +262,18 @@ async def versions(path: str, request: Request) -> dict:
 async def list_folder(request: Request, folder: str = "", recursive: bool = False) -> dict:
     """Direct children (files and sub-folders) of ``folder``; every file below it with ``recursive``."""
     folder = normalize_folder(_raw_path(request, b"/list/") if request.url.path.startswith("/list/") else "")
-    principal = _principal(request)
+    return await folder_listing(_services(request), _principal(request), folder, recursive)
+
+
+async def folder_listing(services: Services, principal: Principal, folder: str, recursive: bool = False) -> dict:
+    """The leader's ``{"folder", "entries"}`` of ``folder`` as ``principal`` may see it. Raises
+    :class:`Forbidden` when it may read nothing there, :class:`NotFound` for a folder with nothing in it."""
     if not principal.reads_anything_under(folder):
         raise Forbidden(f"access key {principal.access_key} may not read anything in {folder or 'the root'!r}")
     params: dict[str, Any] = {"folder": folder, "recursive": str(recursive).lower()}
     if "" not in principal.read_prefixes:  # the leader lists only what the key may read
         params["readable"] = list(principal.read_prefixes)
-    return await _services(request).leader.rpc_json("GET", "/list", params=params)
+    return await services.leader.rpc_json("GET", "/list", params=params)
 
 
 @router.post("/rename")
@@ -284,19 +303,27 @@ async def locations(path: str, request: Request) -> dict:
 
 @router.get("/cluster")
 async def cluster(request: Request) -> dict:
-    """Every chunk server with its advertise URL, state, virtual nodes, and (asked live, 2 s timeout;
-    null when it does not answer) committed chunks, bytes and disk bytes; the ring epoch; the policy."""
+    """Every chunk server with its advertise URL, state, virtual nodes, ring share (fraction of the hash
+    space it owns first), when the leader last saw it answer a health check (UNIX seconds) and (asked live,
+    2 s timeout; null when it does not answer) committed chunks, bytes, disk bytes and anti-entropy
+    progress; the ring epoch; the policy."""
     _principal(request).check_admin()
-    services = _services(request)
+    return await cluster_report(_services(request))
+
+
+async def cluster_report(services: Services) -> dict:
+    """The body of ``GET /cluster`` (the web page's admin view shows the same)."""
     ring = await services.leader.rpc_ring()
     shares: dict[str, int] = {}
     for _, sid in ring.vnodes:
         shares[sid] = shares.get(sid, 0) + 1
+    fractions = ring_shares(ring.vnodes)
     live = [s for s in ring.servers if s.state != "removed"]
-    stats = await asyncio.gather(*(services.chunks.rpc_stats(s.url, timeout=CLUSTER_STATS_TIMEOUT) for s in live),
-                                 return_exceptions=True)
-    usage = {s.server_id: {k: st.get(k) for k in ("chunks", "bytes", "disk_bytes")}
-             for s, st in zip(live, stats) if isinstance(st, dict)}
+    leader_view, *stats = await asyncio.gather(
+        services.leader.rpc_json("GET", "/cluster"),
+        *(services.chunks.rpc_stats(s.url, timeout=CLUSTER_STATS_TIMEOUT) for s in live), return_exceptions=True)
+    last_seen = leader_view.get("last_seen_at", {}) if isinstance(leader_view, dict) else {}
+    usage = {s.server_id: {k: st.get(k) for k in SERVER_STATS} for s, st in zip(live, stats) if isinstance(st, dict)}
     return {
         "epoch": ring.epoch,
         "replication_factor": ring.replication_factor,
@@ -307,9 +334,13 @@ async def cluster(request: Request) -> dict:
         "target_chunks_per_file": ring.target_chunks_per_file,
         "streamed_chunk_size": ring.streamed_chunk_size,
         "servers": [{**s.model_dump(), "virtual_nodes": shares.get(s.server_id, 0),
-                     **usage.get(s.server_id, {"chunks": None, "bytes": None, "disk_bytes": None})}
+                     "ring_share": fractions.get(s.server_id, 0.0), "last_seen_at": last_seen.get(s.server_id),
+                     **usage.get(s.server_id, dict.fromkeys(SERVER_STATS))}
                     for s in ring.servers],
     }
+
+
+SERVER_STATS = ("chunks", "bytes", "disk_bytes", "anti_entropy")  # what /cluster shows of a server's /stats
 
 
 @router.post("/undelete")
@@ -326,9 +357,13 @@ async def undelete(body: PathRequest, request: Request) -> dict:
 @router.get("/trash")
 async def trash(request: Request) -> dict:
     """Deleted paths still restorable: ``{"entries": [{"path","size","versions","deleted_at","expires_at"}]}``."""
-    principal = _principal(request)
-    body = await _services(request).leader.rpc_json("GET", "/trash")
-    if not principal.admin:  # the whole trash is an admin's; a key sees what it may read
+    return await trash_listing(_services(request), _principal(request))
+
+
+async def trash_listing(services: Services, principal: Principal) -> dict:
+    """The leader's trash as ``principal`` may see it: all of it for an admin, else what it may read."""
+    body = await services.leader.rpc_json("GET", "/trash")
+    if not principal.admin:
         body["entries"] = [e for e in body["entries"] if principal.may_read(e["path"])]
     return body
 
@@ -345,6 +380,7 @@ async def fsck(request: Request) -> dict:
 BODY_LIMITS = (
     BodyLimit("PUT", "/files/", MAX_FILE_SIZE),
     BodyLimit("PUT", "/dav/", MAX_FILE_SIZE),  # WebDAV PUTs stream (user_app/dav/)
+    BodyLimit("PUT", "/web/upload/", MAX_FILE_SIZE),  # the web page's uploads stream (user_app/web/)
     BodyLimit("POST", "/batch/write", multi_file.MAX_WRITE_BODY),
     BodyLimit("POST", "/batch/read", multi_file.MAX_READ_BODY),
 )

@@ -1,6 +1,7 @@
 """Membership endpoints: ``POST /servers`` (registration), ``GET /servers``, ``GET /ring``,
-``GET /cluster``. The GETs send the membership's cached JSON bodies: no SQL on the hot path."""
+``GET /cluster``. The GETs send the membership's cached state: no SQL on the hot path."""
 
+import orjson
 from fastapi import APIRouter, Depends, Response
 from shared.http import JSONResponse
 
@@ -30,4 +31,8 @@ async def handle_ring(membership: Membership = Depends(get_membership)) -> Respo
 
 @router.get("/cluster")
 async def handle_cluster(membership: Membership = Depends(get_membership)) -> Response:
-    return Response(membership.cluster_json, media_type=JSON)
+    """The ring without its virtual nodes, plus ``last_seen_at``: ``{server_id: UNIX seconds}`` of each
+    server's last answered health check (or registration)."""
+    doc = orjson.loads(membership.cluster_json)
+    doc["last_seen_at"] = membership.last_seen_at
+    return Response(orjson.dumps(doc), media_type=JSON)

@@ -244,7 +244,8 @@ class PrepareResult(_Wire):
 
 class ListEntry(_Wire):
     """One entry of a folder listing: a file's latest version (its ``version``, ``sha256`` and times,
-    UNIX seconds), or a folder (``size``: the bytes of the live files below it)."""
+    UNIX seconds; ``versions``: how many committed versions it has), or a folder (``size``: the bytes of
+    the live files below it)."""
 
     name: str
     path: str
@@ -254,6 +255,7 @@ class ListEntry(_Wire):
     created_at: float | None = None
     committed_at: float | None = None
     sha256: str | None = None
+    versions: int | None = None
 
 
 class RenameRequest(_Wire):

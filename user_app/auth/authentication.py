@@ -1,6 +1,8 @@
 """Who is calling the user API: HTTP Basic with an access key (the id as user name, the secret key as
 password), checked on every request before it reaches a route (README "Security").
 
+* ``/`` and ``/web/`` are the web page's: its session cookie authenticates there, not Basic
+  (``user_app/web/authentication.py``).
 * ``GET /healthz`` is open; ``GET /metrics`` takes ``Bearer <METRICS_TOKEN>`` (or the cluster credential).
 * No credential: ``401`` with ``WWW-Authenticate: Basic realm="RingFS"``. A wrong key or secret: ``401``.
   The leader unreachable: ``503``. Secrets are compared in constant time and never logged.
@@ -22,6 +24,7 @@ from shared.auth.service_auth import ClusterAuth
 from shared.errors import RingFSError, Unauthorized
 from user_app.auth.key_cache import KeyCache
 from user_app.auth.principal import Principal
+from user_app.web.authentication import WebAuthenticator, is_web_path
 
 REALM = "RingFS"
 CHALLENGE = (b"www-authenticate", f'Basic realm="{REALM}", charset="UTF-8"'.encode())
@@ -60,14 +63,18 @@ async def authenticate(keys: KeyCache, access_key: str, secret: str) -> Principa
 class UserAuthMiddleware:
     """Pure ASGI: authenticates every user-API request (see the module docstring)."""
 
-    def __init__(self, app, cluster_auth: ClusterAuth, keys_of: Callable[[], KeyCache]) -> None:
+    def __init__(self, app, cluster_auth: ClusterAuth, keys_of: Callable[[], KeyCache],
+                 web: WebAuthenticator | None = None) -> None:
         self.app = app
         self.cluster_auth = cluster_auth
         self.keys_of = keys_of
+        self.web = web  # the web page's session cookies (user_app/web/authentication.py)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
+        if self.web is not None and is_web_path(scope["path"]):
+            return await self.web(self.app, scope, receive, send)
         authorization = header(scope, b"authorization")
         try:
             if scope["path"] == "/metrics":

@@ -51,6 +51,12 @@ class Principal:
         base = folder + "/" if folder else ""
         return any(base.startswith(p) or p.startswith(base) for p in self.read_prefixes)
 
+    def writes_anything_under(self, folder: str) -> bool:
+        """Whether some path in ``folder`` (``""``: the root) is writable (what the web page's upload and
+        new-folder controls need; each write is still checked on its own path)."""
+        base = folder + "/" if folder else ""
+        return any(base.startswith(p) or p.startswith(base) for p in self.write_prefixes)
+
     def check_read(self, path: str) -> None:
         if not self.may_read(path):
             raise Forbidden(f"access key {self.access_key} may not read {path!r}")
