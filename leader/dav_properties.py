@@ -88,14 +88,20 @@ async def move(store: Store, src: str, dst: str, copy: bool, below: bool) -> Non
     if src == dst:
         return
     async with store.write_conn() as conn:
-        rows = (await conn.execute(select(P.path, P.name, P.value).where(
-            or_(P.path == src, _children_of(src)) if below else P.path == src))).all()
-        rows = [r for r in rows if r.path == src or r.path.startswith(src + "/")]
-        moved = [{"path": dst + r.path[len(src):], "name": r.name, "value": r.value} for r in rows]
-        targets = sorted({m["path"] for m in moved} | {dst})
-        await conn.execute(delete(DavProperty).where(P.path.in_(targets)))
-        if not copy:
-            await conn.execute(delete(DavProperty).where(or_(P.path == src, _children_of(src)) if below
-                                                         else P.path == src))
-        if moved:
-            await conn.execute(DavProperty.__table__.insert(), moved)
+        await move_within(conn, src, dst, copy, below)
+
+
+async def move_within(conn, src: str, dst: str, copy: bool, below: bool) -> None:
+    """:func:`move` inside a transaction the caller holds (``conn``: a connection or an ORM session), as
+    the leader's rename does, so that a file's properties move with it whichever API renamed it."""
+    rows = (await conn.execute(select(P.path, P.name, P.value).where(
+        or_(P.path == src, _children_of(src)) if below else P.path == src))).all()
+    rows = [r for r in rows if r.path == src or r.path.startswith(src + "/")]
+    moved = [{"path": dst + r.path[len(src):], "name": r.name, "value": r.value} for r in rows]
+    targets = sorted({m["path"] for m in moved} | {dst})
+    await conn.execute(delete(DavProperty).where(P.path.in_(targets)))
+    if not copy:
+        await conn.execute(delete(DavProperty).where(or_(P.path == src, _children_of(src)) if below
+                                                     else P.path == src))
+    if moved:
+        await conn.execute(DavProperty.__table__.insert(), moved)

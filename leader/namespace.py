@@ -205,6 +205,9 @@ async def _rename_once(session: AsyncSession, src: str, dst: str) -> int:
         await session.execute(update(FV), changes)
     if folders:  # no explicit folder is at or under dst (checked above), so no new path collides
         await session.execute(_MOVE_FOLDER, [{"old_path": p, "new_path": dst + p[len(src):]} for p in folders])
+    # WebDAV dead properties follow the path, whichever API renamed it (user API, S3, WebDAV, web page)
+    from leader import dav_properties  # it builds on this module's path conditions
+    await dav_properties.move_within(session, src, dst, copy=False, below=not is_file)
     return len(target)
 
 

@@ -235,6 +235,21 @@ def test_dead_properties_live_in_the_leader_and_follow_moves(dav, leader, cluste
     assert author_of(dav, "/wd-props-moved/c.txt") == "Ana 1"
 
 
+def test_a_rename_through_the_user_api_carries_the_dead_properties(dav, http):
+    dav.request("MKCOL", "/wd-api-rename/")
+    assert dav.put("/wd-api-rename/a.txt", content=b"a").status_code == 201
+    dav.request("PROPPATCH", "/wd-api-rename/a.txt", content=PROPPATCH % b"api")
+    dav.request("PROPPATCH", "/wd-api-rename/", content=PROPPATCH % b"api folder")
+    assert http.post("/rename", json={"src": "wd-api-rename/a.txt", "dst": "wd-api-rename/b.txt"}).status_code == 200
+    assert author_of(dav, "/wd-api-rename/b.txt") == "Ana api"
+    assert http.post("/rename", json={"src": "wd-api-rename", "dst": "wd-api-renamed"}).status_code == 200
+    assert author_of(dav, "/wd-api-renamed/") == "Ana api folder"
+    assert author_of(dav, "/wd-api-renamed/b.txt") == "Ana api"
+    dav.request("MKCOL", "/wd-api-rename/")
+    assert dav.put("/wd-api-rename/b.txt", content=b"a new file at the old path").status_code == 201
+    assert author_of(dav, "/wd-api-rename/b.txt") is None
+
+
 def test_bad_property_requests_to_the_leader_are_400(leader):
     for route, body in (("/properties/patch", {"path": "x", "set": {"": "v"}}),
                         ("/properties/patch", {"path": "x", "set": {"{u}n": "v" * 70000}}),

@@ -201,7 +201,14 @@ def _bool_param(name: str, raw: str | None) -> bool:
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
-@router.post("/batch/write")
+_BINARY_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": {
+    "schema": {"type": "string", "format": "binary"}}}}}
+_PATHS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["paths"],
+    "properties": {"paths": {"type": "array", "items": {"type": "string"}, "maxItems": 1024}}}}}}}
+
+
+@router.post("/batch/write", openapi_extra=_BINARY_BODY)
 async def batch_write(request: Request) -> JSONResponse:
     """Many small files in one request. Body: per file ``u16 path length | UTF-8 path | u64 size | bytes``
     (``shared.protocol.batches.encode_batch_files``), at most 1024 files and 16 MiB (413). Each file is its own
@@ -223,7 +230,7 @@ async def batch_write(request: Request) -> JSONResponse:
     return JSONResponse({"results": results})
 
 
-@router.post("/batch/read")
+@router.post("/batch/read", openapi_extra=_PATHS_BODY)
 async def batch_read(request: Request) -> Response:
     """Many small files in one request. Body: JSON ``{"paths": [...]}`` (at most 1024). Answer: per path, in
     order, ``u16 path length | path | u16 status | u64 length | bytes`` (``shared.protocol.batches``):

@@ -219,7 +219,8 @@ class FileResource(WriteGuard, DAVNonCollection):
                 self.caller.run(leader.rpc_json("POST", "/rename", json={"src": self.rpath, "dst": dst}))
             else:  # shares the source's chunks: no data moves
                 self.caller.run(leader.rpc_copy(self.rpath, dst))
-        _copy_dead_properties(self, dest_path, is_move)
+        if not is_move:  # a rename moves the dead properties itself (leader/namespace.py)
+            _copy_dead_properties(self, dest_path, is_move)
 
     def support_recursive_move(self, dest_path: str) -> bool:
         return True
@@ -353,12 +354,12 @@ class FolderResource(WriteGuard, DAVCollection):
                 raise DAVError(HTTP_FORBIDDEN, f"access key {principal.access_key} may not write {side!r} and "
                                "everything below it")
         with audited(principal, "dav move", f"{self.rpath} -> {dst}"):
+            # the rename moves the dead properties below the folder too, in its transaction
             self.caller.run(self.caller.services.leader.rpc_json("POST", "/rename",
                                                                  json={"src": self.rpath, "dst": dst}))
-        _copy_dead_properties(self, dest_path, is_move=True, with_children=True)
 
 
-def _copy_dead_properties(resource, dest_path: str, is_move: bool, with_children: bool = False) -> None:
+def _copy_dead_properties(resource, dest_path: str, is_move: bool) -> None:
     """Carry ``resource``'s dead properties (PROPPATCH) to what now is at ``dest_path``."""
     manager = resource.provider.prop_manager
     if not manager:
@@ -367,7 +368,7 @@ def _copy_dead_properties(resource, dest_path: str, is_move: bool, with_children
     if dest is None:
         return
     if is_move:
-        manager.move_properties(resource.get_ref_url(), dest.get_ref_url(), with_children=with_children,
+        manager.move_properties(resource.get_ref_url(), dest.get_ref_url(), with_children=False,
                                 environ=resource.environ)
     else:
         manager.copy_properties(resource.get_ref_url(), dest.get_ref_url(), resource.environ)
