@@ -45,7 +45,7 @@ def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = ChunkStore(settings.data_dir, fsync=settings.fsync)
         transport = Transport(settings.peer_timeout, auth.signer, client_ssl_context(settings))
-        chunks, leader = ChunkClient(transport), LeaderClient(transport, settings.leader_url)
+        chunks, leader = ChunkClient(transport), LeaderClient(transport, settings.leaders)
         scheduler = AsyncIOScheduler()
         registration = Registration(settings, scheduler, leader)
         me = registration.server_id

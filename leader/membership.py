@@ -61,7 +61,15 @@ class Membership:
         # When each server last answered a health check or registered (UNIX seconds), kept in memory
         # between rebuilds so that a round that changes nothing costs no JSON (GET /cluster shows it).
         self.last_seen_at: dict[str, float] = {}
+        self._removals_held_until = 0.0  # monotonic seconds; see hold_removals
         self._lock = asyncio.Lock()  # serializes membership mutations within this process
+
+    def hold_removals(self, seconds: float) -> None:
+        """Remove no server from the ring for ``seconds``: after a takeover (``leader/election.py``) the
+        missed checks counted in SQL may be the old leader's, and a new leader must give every server
+        ``REMOVAL_THRESHOLD`` full check intervals of its own before it removes one. Servers that miss
+        checks are still marked unhealthy."""
+        self._removals_held_until = time.monotonic() + seconds
 
     async def load(self) -> None:
         """Create the epoch row if needed and build the cached ring from SQL (at start-up)."""
@@ -189,7 +197,7 @@ class Membership:
                         continue
                     row.missed_checks += 1
                     changed = True
-                    if row.missed_checks >= threshold:
+                    if row.missed_checks >= threshold and time.monotonic() >= self._removals_held_until:
                         log.warning("server %s missed %d checks: removed from the ring", sid, row.missed_checks)
                         row.state = ServerState.REMOVED.value
                         bump = True

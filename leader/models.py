@@ -88,6 +88,18 @@ class RingState(Base):
     epoch: Mapped[int] = mapped_column(BigInteger)
 
 
+class LeaderState(Base):
+    """The single row (``id = 1``) naming the active leader: its ``term`` (incremented by each leader
+    that becomes active), ``active_url`` and ``taken_at`` (UNIX seconds); ``leader/election.py``."""
+
+    __tablename__ = "leader_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    term: Mapped[int] = mapped_column(BigInteger)
+    active_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    taken_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class FileVersion(Base):
     """One version of one file: ``pending`` (phase 2 of the write), ``committed`` (visible) or
     ``deleted`` (a tombstone); or one upload of a part of a multipart upload, ``part`` once committed, at

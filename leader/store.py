@@ -7,6 +7,13 @@ another connection wrote in between, which ``busy_timeout`` does not cure. Postg
 locks and unique constraints (with retries in the callers) keep it correct.
 
 SQL errors are translated here into RingFS errors (``Unavailable``), so the routes never see them.
+
+**Fencing** (standby leaders on PostgreSQL, ``leader/election.py``): while :attr:`Store.term` is set,
+every write transaction first reads the ``leader_state`` row ``FOR SHARE`` and goes on only if the term
+there is still this leader's. A leader that becomes active increments the term with an ``UPDATE`` of
+that row, which waits for the share locks of the transactions already running: so each write of an old
+leader either commits before the takeover or sees the new term and commits nothing
+(:class:`NotActiveLeader`, 503). ``term`` None (SQLite, one leader): no check.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from leader.db import create_engine, create_sessionmaker, is_sqlite
 from leader.manifest_cache import ManifestCache
-from leader.models import RingState
-from shared.errors import Unavailable
+from leader.models import LeaderState, RingState
+from shared.errors import NotActiveLeader, Unavailable
 
 log = logging.getLogger("ringfs.leader.store")
+
+_TERM_FOR_SHARE = select(LeaderState.term).where(LeaderState.id == 1).with_for_update(read=True)
 
 # How often a write that lost a unique-constraint race (two writers picking the same version number) is
 # retried in a fresh transaction before the caller gets a 503. Each retry sees the winner's row.
@@ -43,6 +52,8 @@ class Store:
         # Committed versions for GET /manifest and /stat; every mutation of visible versions invalidates
         # it (leader/manifest_cache.py).
         self.cache = ManifestCache()
+        # The leader term this process writes under (see the module docstring); None: no fencing.
+        self.term: int | None = None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -62,6 +73,7 @@ class Store:
         async with lock:
             with translate_db_errors():
                 async with self.sessions() as session, session.begin():
+                    await self._fence(session)
                     yield session
 
     @contextlib.asynccontextmanager
@@ -79,7 +91,19 @@ class Store:
         async with lock:
             with translate_db_errors():
                 async with self.engine.begin() as conn:
+                    await self._fence(conn)
                     yield conn
+
+    async def _fence(self, conn) -> None:
+        """Raises :class:`NotActiveLeader` when another leader has taken a newer term (module docstring)."""
+        term = self.term
+        if term is None:
+            return
+        current = (await conn.execute(_TERM_FOR_SHARE)).scalar()
+        if current != term:
+            log.warning("write refused: this leader's term %d has ended (the term is now %s)", term, current)
+            raise NotActiveLeader(f"this leader's term {term} has ended (the term is now {current}): it is no "
+                                  "longer the active leader and commits nothing")
 
     async def ensure_ring_state(self) -> int:
         """Create the single ``ring_state`` row (epoch 0) if missing; return the epoch."""

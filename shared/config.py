@@ -102,6 +102,9 @@ class LeaderSettings(ServiceSettings):
     # can resume a large upload after a weekend.
     multipart_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
     # The root key, made sure of at start (MinIO's MINIO_ROOT_USER / MINIO_ROOT_PASSWORD).
+    # Where other services reach this leader; a standby names the active leader by it (with several
+    # leaders on one PostgreSQL: leader/election.py). Unset: http(s)://<hostname>:<PORT>.
+    advertise_url: str = ""
     root_access_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{16,128}$")
     root_secret_key: SecretStr | None = Field(default=None, min_length=16, max_length=128)
 
@@ -124,7 +127,21 @@ class LeaderSettings(ServiceSettings):
             raise ValueError("CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
         if not (self.min_chunk_size <= self.streamed_chunk_size <= self.max_chunk_size):
             raise ValueError("STREAMED_CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
+        if not self.advertise_url:
+            self.advertise_url = f"{self.scheme}://{socket.gethostname()}:{self.port}"
+        self.advertise_url = self.advertise_url.rstrip("/")
         return self
+
+
+def leader_url_list(leader_url: str, leader_urls: str) -> list[str]:
+    """``LEADER_URLS`` (comma-separated, in the order to try them) when set, else ``[LEADER_URL]``.
+    Raises ValueError for an empty entry."""
+    if not leader_urls.strip():
+        return [leader_url.rstrip("/")]
+    urls = [u.strip().rstrip("/") for u in leader_urls.split(",")]
+    if not all(urls):
+        raise ValueError(f"LEADER_URLS has an empty entry: {leader_urls!r}")
+    return urls
 
 
 class ChunkServerSettings(ServiceSettings):
@@ -132,6 +149,9 @@ class ChunkServerSettings(ServiceSettings):
 
     port: int = Field(default=8100, ge=0, le=65535)
     leader_url: str = "http://127.0.0.1:8000"
+    # Several leaders (standbys on one PostgreSQL): every one of them, comma-separated; overrides
+    # LEADER_URL. Calls go to the active one and follow a standby's hint (shared/rpc/leader_client.py).
+    leader_urls: str = ""
     data_dir: Path = Path("./data/chunk_server")
     advertise_url: str = ""
     capacity_bytes: int = Field(default=0, ge=0)  # 0 = the free space of DATA_DIR's file system
@@ -172,7 +192,12 @@ class ChunkServerSettings(ServiceSettings):
             self.advertise_url = f"{self.scheme}://{socket.gethostname()}:{self.port}"
         self.advertise_url = self.advertise_url.rstrip("/")
         self.leader_url = self.leader_url.rstrip("/")
+        leader_url_list(self.leader_url, self.leader_urls)
         return self
+
+    @property
+    def leaders(self) -> list[str]:
+        return leader_url_list(self.leader_url, self.leader_urls)
 
 
 class UserAppSettings(ServiceSettings):
@@ -180,6 +205,7 @@ class UserAppSettings(ServiceSettings):
 
     port: int = Field(default=8010, ge=0, le=65535)
     leader_url: str = "http://127.0.0.1:8000"
+    leader_urls: str = ""  # as for chunk servers: every leader, comma-separated
     workers: int = Field(default=1, ge=1, le=64)
     # How long a cached ring is trusted before it is fetched again, seconds. Epoch changes seen in
     # leader responses refresh it sooner.
@@ -211,6 +237,11 @@ class UserAppSettings(ServiceSettings):
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":
         self.leader_url = self.leader_url.rstrip("/")
+        leader_url_list(self.leader_url, self.leader_urls)
         if self.s3_port and self.s3_port == self.port:
             raise ValueError(f"S3_PORT {self.s3_port} is the user API's PORT too: give S3 its own port (0: none)")
         return self
+
+    @property
+    def leaders(self) -> list[str]:
+        return leader_url_list(self.leader_url, self.leader_urls)

@@ -19,6 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("ringfs.errors")
 
 
+# On a standby's 503: the active leader's URL, or empty when it is not known (leader/election.py); clients
+# follow it (shared/rpc/leader_client.py).
+ACTIVE_LEADER_HEADER = "X-RingFS-Active-Leader"
+
+
 class RingFSError(Exception):
     """Base of every error RingFS raises on purpose. ``status`` is the HTTP status it maps to."""
 
@@ -105,6 +110,15 @@ class Unavailable(RingFSError):
     """A dependency (leader, enough chunk servers, every replica of a chunk) cannot be reached now."""
 
     status = 503
+
+
+class NotActiveLeader(Unavailable):
+    """This leader is a standby, or its term has ended (``leader/election.py``): ask the active one.
+    ``active_url`` names it when known."""
+
+    def __init__(self, message: str, active_url: str | None = None) -> None:
+        super().__init__(message, headers={ACTIVE_LEADER_HEADER: active_url or ""})
+        self.active_url = active_url
 
 
 class UpstreamError(RingFSError):

@@ -70,8 +70,9 @@ def by_module(services: dict, module: str) -> dict[str, dict]:
 
 
 def leader_name_and_port(services: dict) -> tuple[str, int]:
-    leaders = by_module(services, "leader")
-    assert len(leaders) == 1, f"expected exactly one leader service, got {sorted(leaders)}"
+    """The default leader (the ha profile's standby aside)."""
+    leaders = {n: svc for n, svc in by_module(services, "leader").items() if not svc.get("profiles")}
+    assert len(leaders) == 1, f"expected exactly one leader service outside profiles, got {sorted(leaders)}"
     (name, svc), = leaders.items()
     return name, int(environment(svc).get("PORT", LeaderSettings.model_fields["port"].default))
 
@@ -88,7 +89,11 @@ def test_every_service_runs_a_real_module(services):
 
 
 def test_expected_services(services):
-    assert len(by_module(services, "leader")) == 1
+    leaders = by_module(services, "leader")
+    # one leader by default; the ha profile adds a standby on the same PostgreSQL (leader/election.py)
+    assert [n for n, svc in leaders.items() if not svc.get("profiles")] == ["leader"]
+    assert [(n, svc["profiles"]) for n, svc in leaders.items() if svc.get("profiles")] == [("leader_2", ["ha"])]
+    assert "ha" in services["postgres"]["profiles"]
     assert sorted(by_module(services, "chunk_server")) == [f"chunk_server_{n}" for n in range(1, 6)]
     assert len(by_module(services, "user_app")) >= 1
 
@@ -134,9 +139,10 @@ def test_every_service_needs_the_cluster_secret(services):
     for name, svc in ringfs_services(services).items():
         value = environment(svc).get("CLUSTER_SECRET", "")
         assert value.startswith("${RINGFS_CLUSTER_SECRET:?"), f"{name}: CLUSTER_SECRET must be required, got {value!r}"
-    leader_env = environment(services[leader_name_and_port(services)[0]])
-    assert leader_env["ROOT_ACCESS_KEY"].startswith("${RINGFS_ROOT_ACCESS_KEY:?")
-    assert leader_env["ROOT_SECRET_KEY"].startswith("${RINGFS_ROOT_SECRET_KEY:?")
+    for leader in by_module(services, "leader").values():
+        leader_env = environment(leader)
+        assert leader_env["ROOT_ACCESS_KEY"].startswith("${RINGFS_ROOT_ACCESS_KEY:?")
+        assert leader_env["ROOT_SECRET_KEY"].startswith("${RINGFS_ROOT_SECRET_KEY:?")
 
 
 def test_chunk_server_ports_and_advertise_urls(services):

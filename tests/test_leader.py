@@ -149,7 +149,8 @@ def assert_error(r: httpx.Response, status: int, contains: str = "") -> None:
 
 def test_registration_is_stable_across_restart(start_leader, tmp_path):
     svc, client = start_leader()
-    assert client.get("/healthz").json() == {"status": "ok", "epoch": 0}
+    assert client.get("/healthz").json() == {"status": "ok", "role": "active", "term": None, "epoch": 0,
+                                             "active_leader": None}
     first = register(client, "cs-a", capacity=123)
     assert first["epoch"] == 1 and first["health_check_interval"] == 0.2
     ring = client.get("/ring").json()

@@ -17,7 +17,7 @@ from shared.http import JSONResponse
 from fastapi.responses import Response, StreamingResponse
 
 from shared.bodies import BodyLimit, iter_body, read_body
-from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from shared.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, RingFSError
 from shared.fast_routes import FastRoutes
 from shared.numbers import parse_digits, parse_uint
 from shared.paths import normalize_folder, normalize_path
@@ -326,12 +326,14 @@ async def cluster_report(services: Services) -> dict:
         shares[sid] = shares.get(sid, 0) + 1
     fractions = ring_shares(ring.vnodes)
     live = [s for s in ring.servers if s.state != "removed"]
-    leader_view, *stats = await asyncio.gather(
+    leaders, leader_view, *stats = await asyncio.gather(
+        leader_roles(services),
         services.leader.rpc_json("GET", "/cluster"),
         *(services.chunks.rpc_stats(s.url, timeout=CLUSTER_STATS_TIMEOUT) for s in live), return_exceptions=True)
     last_seen = leader_view.get("last_seen_at", {}) if isinstance(leader_view, dict) else {}
     usage = {s.server_id: {k: st.get(k) for k in SERVER_STATS} for s, st in zip(live, stats) if isinstance(st, dict)}
     return {
+        "leaders": leaders if isinstance(leaders, list) else [],
         "epoch": ring.epoch,
         "replication_factor": ring.replication_factor,
         "min_write_replicas": ring.min_write_replicas,
@@ -345,6 +347,19 @@ async def cluster_report(services: Services) -> dict:
                      **usage.get(s.server_id, dict.fromkeys(SERVER_STATS))}
                     for s in ring.servers],
     }
+
+
+async def leader_roles(services: Services) -> list[dict]:
+    """``[{"url", "role", "term"}]`` of every leader the user app knows (``LEADER_URLS``), from their
+    ``/healthz``; role None for one that does not answer within ``CLUSTER_STATS_TIMEOUT``."""
+    async def one(url: str) -> dict:
+        try:
+            body = (await services.leader.transport.call("GET", url + "/healthz", peer=f"leader at {url}",
+                                                         timeout=CLUSTER_STATS_TIMEOUT)).json()
+            return {"url": url, "role": body.get("role"), "term": body.get("term")}
+        except (RingFSError, ValueError):
+            return {"url": url, "role": None, "term": None}
+    return list(await asyncio.gather(*(one(u) for u in services.leader.urls)))
 
 
 SERVER_STATS = ("chunks", "bytes", "disk_bytes", "anti_entropy")  # what /cluster shows of a server's /stats

@@ -38,7 +38,7 @@ class Services:
     def create(cls, settings: UserAppSettings, auth: ClusterAuth) -> "Services":
         transport = Transport(settings.request_timeout, auth.signer, client_ssl_context(settings))
         chunks = ChunkClient(transport)
-        leader = LeaderClient(transport, settings.leader_url)
+        leader = LeaderClient(transport, settings.leaders)
         rings = RingCache(leader, settings.ring_ttl)
         phases = PhaseCalls(chunks, leader)
         return cls(

@@ -7,12 +7,14 @@ raises; a malformed answer is an :class:`UpstreamError`.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, Callable
 from urllib.parse import quote
 
 import orjson
 
-from shared.errors import NotFound, RingFSError, UpstreamError, error_for_status
+from shared.errors import NotActiveLeader, NotFound, RingFSError, Unavailable, UpstreamError, error_for_status
 from shared.protocol.batches import encode_version_sections
 from shared.protocol.frames import pack_digests, unpack_digests
 from shared.protocol.manifests import Manifest, decode_manifest, decode_manifests
@@ -25,29 +27,120 @@ from shared.protocol.rules import JSON, MAX_SCAN_LIMIT, OCTET_STREAM, RING_EPOCH
 from shared.rpc.transport import RpcResponse, Transport, parsed
 
 
+# A call looks for the active leader this long (seconds) before it gives up: a takeover's lease expiry,
+# lock and term (leader/election.py), with room to spare. Between rounds of every leader it waits from
+# the first to the second figure, doubling.
+FAILOVER_WINDOW = 20.0
+FAILOVER_BACKOFF = (0.1, 1.0)
+SUSPECT_AFTER = 2.0  # seconds without an answer before the other leaders are asked who is active
+
+
+class _Moved(Exception):
+    """Another leader is active (``url``): send the call there."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
 def _query_value(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 class LeaderClient:
-    """``rpc_*`` calls on the leader at ``leader_url``, over one :class:`Transport`."""
+    """``rpc_*`` calls on the active leader, over one :class:`Transport`.
 
-    def __init__(self, transport: Transport, leader_url: str) -> None:
+    ``leader_urls``: one URL, or every leader of the cluster (``LEADER_URLS``: standbys on one
+    PostgreSQL, ``leader/election.py``). A call goes to the leader that answered last. When that one is a
+    standby (503 naming the active leader) or cannot be reached, the call moves on: to the named leader,
+    or to the next URL, trying each in turn with a growing pause (``FAILOVER_BACKOFF``) for up to
+    ``FAILOVER_WINDOW`` seconds before it raises :class:`Unavailable`. A request that reached no leader,
+    or one that a standby refused, was not applied, so it is safe to send again. One sent to a leader that
+    died while answering may have been applied: the calls that change state are idempotent by
+    transaction id (commit, abort) or fail cleanly when repeated (a second create is a 409)."""
+
+    def __init__(self, transport: Transport, leader_urls: str | list[str]) -> None:
         self.transport = transport
-        self.leader_url = leader_url.rstrip("/")
-        self.peer = f"leader at {self.leader_url}"
+        urls = [leader_urls] if isinstance(leader_urls, str) else list(leader_urls)
+        self.urls = [u.rstrip("/") for u in urls]
+        self.leader_url = self.urls[0]
         self.on_epoch: Callable[[int], None] | None = None  # set by the ring cache
+
+    @property
+    def peer(self) -> str:
+        return f"leader at {self.leader_url}"
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                    body: bytes | memoryview | None = None, content_type: str | None = None,
                    timeout: float | None = None) -> RpcResponse:
-        """One request to the leader; notes the ring epoch of its answer."""
-        resp = await self.transport.call(method, self.leader_url + path, peer=self.peer, params=params, body=body,
-                                         content_type=content_type, timeout=timeout)
+        """One request to the active leader (see the class docstring); notes the ring epoch of its answer."""
+        if len(self.urls) == 1:
+            resp = await self.transport.call(method, self.leader_url + path, peer=self.peer, params=params,
+                                             body=body, content_type=content_type, timeout=timeout)
+        else:
+            resp = await self._call_active(method, path, params, body, content_type, timeout)
         epoch = resp.headers.get(RING_EPOCH_HEADER)
         if epoch is not None and epoch.isdigit() and self.on_epoch is not None:
             self.on_epoch(int(epoch))
         return resp
+
+    async def _call_active(self, method, path, params, body, content_type, timeout) -> RpcResponse:
+        deadline = time.monotonic() + FAILOVER_WINDOW
+        pause, tried = FAILOVER_BACKOFF[0], 0
+        while True:
+            url = self.leader_url
+            try:
+                return await self._send_watched(url, method, path, params, body, content_type, timeout)
+            except _Moved as moved:
+                self.leader_url = moved.url
+                continue
+            except NotActiveLeader as exc:
+                hint = exc.active_url.rstrip("/") if exc.active_url else None
+                problem: Unavailable = exc
+            except Unavailable as exc:
+                if exc.__cause__ is None:  # an answered 503 (not a standby's): the leader's own answer
+                    raise
+                hint, problem = None, exc
+            tried += 1
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"no active leader among {', '.join(self.urls)}: {problem.message}") from None
+            if hint and hint != url and hint in self.urls:
+                self.leader_url = hint
+            else:
+                self.leader_url = self.urls[(self.urls.index(url) + 1) % len(self.urls)]
+            if tried % len(self.urls) == 0:  # every leader tried once: wait before the next round
+                await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, FAILOVER_BACKOFF[1])
+
+    async def _send_watched(self, url, method, path, params, body, content_type, timeout) -> RpcResponse:
+        """The call to ``url``; while it has no answer, every ``SUSPECT_AFTER`` seconds the other leaders
+        are asked who is active. A paused or cut-off leader accepts connections and never answers, so
+        when another one says it is active the call is abandoned there (:class:`_Moved`): whatever the
+        old leader does with it later, its term has ended and it commits nothing (``leader/store.py``)."""
+        call = asyncio.ensure_future(self.transport.call(method, url + path, peer=self.peer, params=params,
+                                                         body=body, content_type=content_type, timeout=timeout))
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=SUSPECT_AFTER)
+                if done:
+                    return call.result()
+                other = await self._active_elsewhere(url)
+                if other is not None:
+                    raise _Moved(other)
+        finally:
+            if not call.done():
+                call.cancel()
+
+    async def _active_elsewhere(self, url: str) -> str | None:
+        """The first of the other leaders whose ``/healthz`` says it is active, or None."""
+        async def role(other: str) -> str | None:
+            try:
+                resp = await self.transport.call("GET", other + "/healthz", peer=f"leader at {other}",
+                                                 timeout=SUSPECT_AFTER)
+                return other if orjson.loads(resp.body).get("role") == "active" else None
+            except (RingFSError, ValueError, AttributeError):
+                return None
+        found = await asyncio.gather(*(role(u) for u in self.urls if u != url))
+        return next((u for u in found if u is not None), None)
 
     def _parsed(self, resp: RpcResponse, what: str, parse):
         return parsed(resp, self.peer, what, parse)

@@ -33,7 +33,9 @@ from yarl import URL
 
 from shared.auth.cluster_secret import SigningKey
 from shared.auth.rpc_signing import HEADER as CLUSTER_AUTH_HEADER, sign
-from shared.errors import BadRequest, Unavailable, UpstreamError, error_for_status
+from shared.errors import (
+    ACTIVE_LEADER_HEADER, BadRequest, NotActiveLeader, Unavailable, UpstreamError, error_for_status,
+)
 from shared.logs import REQUEST_ID_HEADER, request_id
 
 # Connections kept per process and per peer: a user app talks to a leader and tens of chunk servers, each
@@ -142,5 +144,7 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise Unavailable(f"{peer} unreachable: {type(exc).__name__}") from exc
         if status >= 400:
+            if status == 503 and ACTIVE_LEADER_HEADER in answer_headers:  # a standby leader (leader/election.py)
+                raise NotActiveLeader(peer_message(data, status), answer_headers[ACTIVE_LEADER_HEADER] or None)
             raise error_for_status(status, peer_message(data, status), peer)
         return RpcResponse(status, data, answer_headers)

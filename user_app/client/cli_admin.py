@@ -27,6 +27,9 @@ def status(as_json: bool = JsonOption, raw_bytes: bool = BytesOption, url: str =
         if as_json:
             print_json(c)
             return
+        for leader in c.get("leaders", []):
+            term = f", term {leader['term']}" if leader.get("term") is not None else ""
+            out.print(f"leader {leader['url']}: {leader['role'] or 'not answering'}{term}", highlight=False)
         out.print(f"ring epoch {c['epoch']}, replication factor {c['replication_factor']}, "
                   f"chunk size {size(c['chunk_size'], raw_bytes)}", highlight=False)
         t = table("server", "url", "state", "ring share", "chunks", "data", "disk", "missed checks",
@@ -165,6 +168,8 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
        replication: int = typer.Option(3, "--replication", help="Replication factor."),
        data_dir: Path = DataDirOption,
        database_url: str = typer.Option("", "--database-url", help="Leader database (default SQLite)."),
+       leaders: int = typer.Option(1, "--leaders", help="Leader processes: more than one runs standby leaders, "
+                                   "which need a PostgreSQL --database-url."),
        port: int = typer.Option(8010, "--port", help="User app port."),
        s3_port: int = typer.Option(8333, "--s3-port", help="The user app's S3 API port (0: no S3 API)."),
        leader_port: int = typer.Option(8000, "--leader-port", help="Leader port."),
@@ -181,10 +186,12 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
     from user_app.client.local_cluster import LocalCluster
     from user_app.client.supervisor import StartError, Supervisor
 
-    if chunk_servers < 1 or replication < 1:
-        fail("--chunk-servers and --replication must be at least 1")
+    if chunk_servers < 1 or replication < 1 or leaders < 1:
+        fail("--chunk-servers, --replication and --leaders must be at least 1")
+    if leaders > 1 and not database_url.startswith("postgresql"):
+        fail("--leaders above 1 needs a PostgreSQL --database-url (postgresql+asyncpg://...): SQLite has one leader")
     cluster = LocalCluster(data_dir=data_dir, chunk_servers=chunk_servers, replication=replication,
-                           database_url=database_url, leader_port=leader_port, user_app_port=port,
+                           database_url=database_url, leaders=leaders, leader_port=leader_port, user_app_port=port,
                            s3_port=s3_port, env={"S3_PORT": str(s3_port)} if s3_port == 0 else {},
                            chunk_server_base_port=chunk_server_port, host=host, tls=tls)
     if chunk_servers < replication:

@@ -245,7 +245,9 @@ class LocalCluster:
     host: str = "127.0.0.1"
     tls: bool = False  # a private CA and certificates in data_dir/tls, every service on https
     new_root: bool = False  # set by start() when it made the root key (the only time to show its secret)
+    leaders: int = 1  # more than one: standby leaders, which need a PostgreSQL database_url
     leader: Service | None = None
+    standbys: list[Service] = field(default_factory=list)  # the leaders after the first
     servers: list[Service] = field(default_factory=list)
     apps: list[Service] = field(default_factory=list)
 
@@ -253,6 +255,33 @@ class LocalCluster:
     def leader_url(self) -> str:
         assert self.leader is not None
         return self.leader.url
+
+    @property
+    def leader_urls(self) -> str:
+        """Every leader's URL, comma-separated (what services get as ``LEADER_URLS``)."""
+        return ",".join(svc.url for svc in self.all_leaders())
+
+    def all_leaders(self) -> list[Service]:
+        return [*([self.leader] if self.leader else []), *self.standbys]
+
+    def leader_health(self, svc: Service) -> dict | None:
+        """A leader's ``/healthz`` (its role and term), or None when it does not answer."""
+        try:
+            return httpx.get(svc.url + "/healthz", timeout=2, verify=tls_verify(self.ca_file)).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def active_leader(self, timeout: float = READY_TIMEOUT) -> Service:
+        """The leader whose ``/healthz`` says ``active`` (waiting for one up to ``timeout`` seconds)."""
+        found: list[Service] = []
+
+        def one_active() -> bool:
+            found[:] = [svc for svc in self.all_leaders()
+                        if svc.alive and (self.leader_health(svc) or {}).get("role") == "active"]
+            return len(found) == 1
+
+        wait_until(one_active, timeout, what="one active leader")
+        return found[0]
 
     @property
     def url(self) -> str:
@@ -315,6 +344,10 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         self.prepare()
         self.leader = self.new_leader().start()
+        if self.leaders > 1:
+            self.active_leader()  # the first one takes the lock; the others start as standbys
+            for i in range(2, self.leaders + 1):
+                self.standbys.append(self.new_leader(i).start())
         for _ in range(self.chunk_servers):
             self.add_chunk_server(wait_registered=False)
         self.wait_registered(self.chunk_servers)
@@ -322,15 +355,26 @@ class LocalCluster:
             self.add_user_app(port=self.user_app_port if i == 0 and self.user_app_port else 0)
         return self
 
-    def new_leader(self) -> Service:
-        """The leader's ``Service``, not started (after ``prepare``)."""
-        leader_env = {**self.env, "DATA_DIR": str(self.data_dir / "leader")}
+    def new_leader(self, number: int = 1) -> Service:
+        """Leader ``number``'s ``Service``, not started (after ``prepare``); the first is ``leader``, the
+        others (standbys on one PostgreSQL) ``leader_<number>``."""
+        name = "leader" if number == 1 else f"leader_{number}"
+        port = self.leader_port if number == 1 and self.leader_port else free_port()
+        scheme = "https" if self.tls else "http"
+        leader_env = {**self.env, "DATA_DIR": str(self.data_dir / name), "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}"}
         if self.root is not None:
             leader_env.update(ROOT_ACCESS_KEY=self.root.access_key, ROOT_SECRET_KEY=self.root.secret_key)
         if self.database_url:
             leader_env["DATABASE_URL"] = self.database_url
-        return Service("leader", "leader", self.leader_port or free_port(), leader_env,
-                       self.data_dir / "logs" / "leader.log")
+        return Service("leader", name, port, leader_env, self.data_dir / "logs" / f"{name}.log")
+
+    def leader_env(self) -> dict[str, str]:
+        """How chunk servers and user apps find the leader: ``LEADER_URL``, plus ``LEADER_URLS`` with
+        standbys."""
+        env = {"LEADER_URL": self.leader_url}
+        if self.standbys:
+            env["LEADER_URLS"] = self.leader_urls
+        return env
 
     def chunk_server_port(self) -> int:
         """The port the next chunk server gets: the next one after ``chunk_server_base_port``, else a free one."""
@@ -341,7 +385,7 @@ class LocalCluster:
         i = len(self.servers) + 1
         port = port or self.chunk_server_port()
         scheme = "https" if self.tls else "http"
-        svc_env = {**self.env, "LEADER_URL": self.leader_url, "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
+        svc_env = {**self.env, **self.leader_env(), "DATA_DIR": str(self.data_dir / f"chunk_server_{i}"),
                    "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}", **(env or {})}
         return Service("chunk_server", f"chunk_server_{i}", port, svc_env,
                        self.data_dir / "logs" / f"chunk_server_{i}.log")
@@ -360,7 +404,7 @@ class LocalCluster:
         """The next user app's ``Service``, not started nor added. Its S3 API listens on ``S3_PORT`` from
         ``env``, else on ``s3_port`` (the first app) or a free port."""
         i = len(self.apps) + 1
-        svc_env = {**self.env, "LEADER_URL": self.leader_url, **(env or {})}
+        svc_env = {**self.env, **self.leader_env(), **(env or {})}
         if "S3_PORT" not in svc_env:
             svc_env["S3_PORT"] = str(self.s3_port if i == 1 and self.s3_port else free_port())
         return Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
@@ -385,7 +429,8 @@ class LocalCluster:
         return Path(ca) if ca else None
 
     def ring(self) -> dict:
-        return httpx.get(self.leader_url + "/ring", timeout=5, auth=self.signer(), verify=tls_verify(self.ca_file)).json()
+        url = self.active_leader().url if self.standbys else self.leader_url
+        return httpx.get(url + "/ring", timeout=5, auth=self.signer(), verify=tls_verify(self.ca_file)).json()
 
     def wait_registered(self, count: int, timeout: float = READY_TIMEOUT) -> None:
         """Wait until ``count`` chunk servers are healthy on the leader's ring."""
@@ -399,7 +444,7 @@ class LocalCluster:
         wait_until(enough, timeout, what=f"{count} healthy chunk servers")
 
     def services(self) -> list[Service]:
-        return [*self.apps, *self.servers, *([self.leader] if self.leader else [])]
+        return [*self.apps, *self.servers, *reversed(self.all_leaders())]
 
     def stop(self) -> None:
         for svc in self.services():

@@ -201,6 +201,11 @@ class Supervisor:
         c.leader = c.new_leader()
         self._launch(c.leader, "--leader-port")
         self._wait_ready([c.leader])
+        for number in range(2, c.leaders + 1):  # standbys on the same PostgreSQL (leader/election.py)
+            standby = c.new_leader(number)
+            c.standbys.append(standby)
+            self._launch(standby, "--leaders")
+        self._wait_ready(c.standbys)
         for _ in range(n):
             svc = c.new_chunk_server()
             c.servers.append(svc)  # before it starts, so a stop always finds it
@@ -310,7 +315,7 @@ class Supervisor:
             return  # nothing started
         self.say("stopping RingFS ...")
         # User apps and chunk servers first, then the leader they report to.
-        for group in ([*c.apps, *c.servers], [c.leader] if c.leader else []):
+        for group in ([*c.apps, *c.servers], c.all_leaders()):
             for svc in group:
                 svc.signal(signal.SIGCONT)  # a frozen process cannot handle SIGTERM
                 svc.terminate()

@@ -1,0 +1,196 @@
+"""Standby leaders on one PostgreSQL (leader/election.py), across real processes: kill -9 and SIGSTOP of
+the active leader under load, fencing of the old one, a takeover with a chunk server down, and SQLite's
+refusal of a second leader. Needs ``RINGFS_TEST_POSTGRES`` (``.ci/run`` sets it in its second run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import FAST_ENV, PG_ENV, create_postgres_database
+from tests.utils.auth import authed_client
+from user_app.client.local_cluster import LocalCluster
+
+needs_postgres = pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set: standby leaders need PostgreSQL")
+RESUME_S = 15.0  # seconds within which reads and writes resume after the active leader dies
+
+
+@pytest.fixture
+def ha_cluster(tmp_path_factory):
+    """Two leaders on a fresh PostgreSQL database, 3 chunk servers, 1 user app."""
+    data = tmp_path_factory.mktemp("ha")
+    c = LocalCluster(data_dir=data, chunk_servers=3, user_apps=1, replication=3, env=FAST_ENV, leaders=2,
+                     database_url=create_postgres_database("ringfs_ha"))
+    with c:
+        yield c
+
+
+class Load:
+    """Writes (each acknowledged one remembered with its content) and reads in a thread, with every
+    outcome recorded by time, until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.acked: dict[str, bytes] = {}
+        self.events: list[tuple[float, str, int]] = []  # (monotonic, "write"/"read", status or -1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        with authed_client(base_url=self.url, timeout=30) as http:
+            http.put("/files/ha/seed.txt", content=b"seed").raise_for_status()
+            n = 0
+            while not self._stop.is_set():
+                n += 1
+                path, body = f"ha/f-{n:05d}.txt", os.urandom(200)
+                self._record(lambda: http.put(f"/files/{path}", content=body), "write",
+                             lambda: self.acked.__setitem__(path, body))
+                self._record(lambda: http.get("/files/ha/seed.txt"), "read")
+                time.sleep(0.02)
+
+    def _record(self, call, kind: str, on_ok=None) -> None:
+        try:
+            status = call().status_code
+        except httpx.HTTPError:
+            status = -1
+        if on_ok is not None and status == 201:
+            on_ok()
+        self.events.append((time.monotonic(), kind, status))
+
+    def first_ok_after(self, kind: str, t: float) -> float | None:
+        ok = 201 if kind == "write" else 200
+        return next((at for at, k, status in self.events if k == kind and at > t and status == ok), None)
+
+    def wait_ok_after(self, kind: str, t: float, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while (at := self.first_ok_after(kind, t)) is None:
+            assert time.monotonic() < deadline, f"no {kind} succeeded after the failure: {self.summary(t)}"
+            time.sleep(0.1)
+        return at
+
+    def summary(self, t: float) -> dict:
+        out: dict = {}
+        for at, kind, status in self.events:
+            if at > t:
+                out[(kind, status)] = out.get((kind, status), 0) + 1
+        return out
+
+
+def check_every_acked_write(url: str, acked: dict[str, bytes]) -> None:
+    with authed_client(base_url=url, timeout=30) as http:
+        for path, body in acked.items():
+            r = http.get(f"/files/{path}")
+            assert r.status_code == 200 and r.content == body, (path, r.status_code)
+
+
+@needs_postgres
+def test_healthz_names_the_roles_and_a_standby_refuses_with_the_active_leaders_url(ha_cluster):
+    active = ha_cluster.active_leader()
+    standby = next(svc for svc in ha_cluster.all_leaders() if svc is not active)
+    a, s = ha_cluster.leader_health(active), ha_cluster.leader_health(standby)
+    assert a["role"] == "active" and a["term"] >= 1 and s["role"] == "standby" and s["term"] is None
+    with authed_client(base_url=standby.url, timeout=10) as leader:
+        r = leader.get("/ring")
+        assert r.status_code == 503 and r.headers["x-ringfs-active-leader"] == active.url
+        assert active.url in r.json()["error"]
+
+
+@needs_postgres
+def test_kill_9_of_the_active_leader_under_load(ha_cluster):
+    first = ha_cluster.active_leader()
+    term = ha_cluster.leader_health(first)["term"]
+    with Load(ha_cluster.url) as load:
+        load.wait_ok_after("write", 0)
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        first.kill()
+        second = ha_cluster.active_leader(timeout=30)
+        assert second is not first and ha_cluster.leader_health(second)["term"] > term
+        read_at = load.wait_ok_after("read", killed_at)
+        write_at = load.wait_ok_after("write", killed_at)
+        time.sleep(0.5)
+    print(f"\nreads resumed {read_at - killed_at:.1f} s, writes {write_at - killed_at:.1f} s after kill -9;"
+          f" outcomes after it: {load.summary(killed_at)}")
+    assert read_at - killed_at <= RESUME_S and write_at - killed_at <= RESUME_S
+    failed = {status for (kind, status) in load.summary(killed_at) if status not in (200, 201)}
+    assert failed <= {503}, f"the outage answered other than 503: {load.summary(killed_at)}"
+    check_every_acked_write(ha_cluster.url, load.acked)
+
+
+@needs_postgres
+def test_a_paused_leader_is_fenced_and_becomes_a_standby(ha_cluster):
+    first = ha_cluster.active_leader()
+    term = ha_cluster.leader_health(first)["term"]
+    with authed_client(base_url=ha_cluster.url, timeout=30) as http:
+        assert http.put("/files/ha/before.txt", content=b"before").status_code == 201
+    os.kill(first.proc.pid, signal.SIGSTOP)
+    attempt: dict = {}
+    try:
+        second = ha_cluster.active_leader(timeout=30)
+        assert second is not first and ha_cluster.leader_health(second)["term"] == term + 1
+        with authed_client(base_url=ha_cluster.url, timeout=30) as http:
+            assert http.put("/files/ha/during.txt", content=b"during").status_code == 201
+
+        def write_to_the_old_leader() -> None:  # queued in its socket while it is stopped
+            with authed_client(base_url=first.url, timeout=30) as old:
+                attempt["answer"] = old.post("/folders", json={"path": "ha/written-by-the-old-leader"})
+        writer = threading.Thread(target=write_to_the_old_leader)
+        writer.start()
+        time.sleep(0.5)
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
+    writer.join(40)
+    assert attempt["answer"].status_code == 503, attempt["answer"].text
+    with authed_client(base_url=second.url, timeout=30) as leader:
+        assert leader.get("/folders", params={"path": "ha/written-by-the-old-leader"}).status_code == 404
+    # the old leader answers as a standby, and its own attempt to write was refused by the term
+    deadline = time.monotonic() + 20
+    while (ha_cluster.leader_health(first) or {}).get("role") != "standby":
+        assert time.monotonic() < deadline, "the resumed leader did not step down"
+        time.sleep(0.1)
+    log = first.log_path.read_text()
+    assert "lost the lock" in log, log[-2000:]
+    with authed_client(base_url=ha_cluster.url, timeout=30) as http:
+        assert http.get("/files/ha/before.txt").content == b"before"
+        assert http.get("/files/ha/during.txt").content == b"during"
+
+
+@needs_postgres
+def test_takeover_with_a_chunk_server_down_removes_no_healthy_server(ha_cluster):
+    down = ha_cluster.servers[0]
+    down.kill()
+    first = ha_cluster.active_leader()
+    first.kill()
+    second = ha_cluster.active_leader(timeout=30)
+    time.sleep(1.0)
+    ring = ha_cluster.ring()
+    states = {s["url"]: s["state"] for s in ring["servers"]}
+    assert all(states[svc.url] == "healthy" for svc in ha_cluster.servers[1:]), states
+    assert states[down.url] != "healthy"
+    assert second.alive
+
+
+def test_a_second_leader_on_one_sqlite_database_refuses_to_start(tmp_path):
+    with LocalCluster(data_dir=tmp_path, chunk_servers=1, replication=1, env=FAST_ENV) as cluster:  # SQLite
+        env = {**os.environ, **cluster.leader.env, "PORT": "0"}
+        env.pop("DATABASE_URL", None)
+        proc = subprocess.run([sys.executable, "-m", "leader"], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0
+        assert "another leader is running on the SQLite database" in proc.stderr + proc.stdout
+        assert cluster.leader_health(cluster.leader)["role"] == "active"
