@@ -48,6 +48,7 @@ log = logging.getLogger("ringfs.leader")
 # Seconds one fsck presence request to a chunk server may take (leader/fsck.py); health checks and the
 # other calls give their own timeout.
 PEER_TIMEOUT = 30.0
+FIRST_TRY_TIMEOUT = 15.0  # seconds start-up waits for the election's first try (leader/election.py)
 
 
 class EpochHeaderMiddleware:
@@ -145,6 +146,10 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
             election = Election(settings.database_url, settings.advertise_url, store, on_active, on_standby)
             app.state.election = election
             election_task = asyncio.create_task(election.run())
+            # serve only once the first try has an outcome: a leader that can be active is, from its first
+            # request on (a standby, or one whose database is down, serves 503s until that changes)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(election.first_try.wait(), FIRST_TRY_TIMEOUT)
         log.info("leader ready: %s, database %s", "the only leader" if lock is not None else
                  "standby until it holds the election lock", settings.database_url.split("://")[0])
         try:

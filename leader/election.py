@@ -32,6 +32,8 @@ from typing import Awaitable, Callable
 
 import asyncpg
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import make_url
 
 from leader.models import LeaderState
 from leader.store import Store
@@ -39,20 +41,24 @@ from leader.store import Store
 log = logging.getLogger("ringfs.leader.election")
 
 LOCK_KEY = 0x52696E67465321  # "RingFS!" as a 64-bit advisory lock key
-HEARTBEAT_INTERVAL = 0.5  # seconds between heartbeats on the lock's connection
-LEASE = 2.0  # seconds after its last good heartbeat that an active leader still serves
-LOCK_SESSION_TIMEOUT = 3.0  # seconds an idle lock connection lives (PostgreSQL's idle_session_timeout)
+# A stalled event loop (a busy 2-core machine) must not cost the lead: the lease leaves 4 heartbeats of
+# slack, and the session outlives the lease by 2 s. A paused leader is replaced after about
+# LOCK_SESSION_TIMEOUT + RETRY_INTERVAL seconds; a killed one at once (its connection closes).
+HEARTBEAT_INTERVAL = 1.0  # seconds between heartbeats on the lock's connection
+LEASE = 4.0  # seconds after its last good heartbeat that an active leader still serves
+LOCK_SESSION_TIMEOUT = 6.0  # seconds an idle lock connection lives (PostgreSQL's idle_session_timeout)
 RETRY_INTERVAL = 0.5  # seconds between a standby's tries for the lock
 CONNECT_TIMEOUT = 5.0
 
 ACTIVE, STANDBY = "active", "standby"
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """The plain ``postgresql://`` DSN of a SQLAlchemy ``postgresql+asyncpg://`` URL (hosts, options and
-    all, so a multi-host URL with ``target_session_attrs`` keeps working)."""
-    scheme, sep, rest = database_url.partition("://")
-    return "postgresql://" + rest if sep else database_url
+def asyncpg_connect_args(database_url: str) -> dict:
+    """``asyncpg.connect`` keyword arguments for a SQLAlchemy ``postgresql+asyncpg://`` URL, translated by
+    SQLAlchemy's own dialect, so that a multi-host URL (``?host=A:5432&host=B:5432``) with
+    ``target_session_attrs=read-write`` reaches the same primary the pool does."""
+    _, kwargs = PGDialect_asyncpg().create_connect_args(make_url(database_url))
+    return kwargs
 
 
 class Election:
@@ -61,7 +67,7 @@ class Election:
 
     def __init__(self, database_url: str, advertise_url: str, store: Store,
                  on_active: Callable[[int], Awaitable[None]], on_standby: Callable[[], Awaitable[None]]) -> None:
-        self.dsn = asyncpg_dsn(database_url)
+        self.connect_args = asyncpg_connect_args(database_url)
         self.advertise_url = advertise_url
         self.store = store
         self.on_active = on_active
@@ -70,6 +76,9 @@ class Election:
         self.term: int | None = None
         self.active_url: str | None = None  # the active leader's URL, as a standby last read it
         self._last_heartbeat = float("-inf")  # monotonic seconds
+        # Set once the first try for the lock has an outcome (active, standby, or the database down), so
+        # that a leader that can be active is so before it serves its first request.
+        self.first_try = asyncio.Event()
 
     def is_active(self) -> bool:
         """Whether this leader may serve now: active, and its lease (last heartbeat) not expired."""
@@ -80,7 +89,7 @@ class Election:
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT, server_settings={
+                conn = await asyncpg.connect(**self.connect_args, timeout=CONNECT_TIMEOUT, server_settings={
                     "idle_session_timeout": str(int(LOCK_SESSION_TIMEOUT * 1000)),
                     "application_name": "ringfs-leader-lock"})
                 await self._wait_for_lock(conn)
@@ -93,6 +102,7 @@ class Election:
             except Exception:
                 log.exception("leader election failed")
             finally:
+                self.first_try.set()
                 if self.role == ACTIVE:
                     await self._step_down()
                 if conn is not None:
@@ -103,6 +113,7 @@ class Election:
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY, timeout=CONNECT_TIMEOUT):
             self.active_url = await conn.fetchval("SELECT active_url FROM leader_state WHERE id = 1",
                                                   timeout=CONNECT_TIMEOUT)
+            self.first_try.set()
             await asyncio.sleep(RETRY_INTERVAL)
         self._last_heartbeat = time.monotonic()
 
@@ -111,6 +122,7 @@ class Election:
         self.store.term, self.term, self.active_url = term, term, self.advertise_url
         await self.on_active(term)
         self.role = ACTIVE
+        self.first_try.set()
         log.warning("leader at %s is active, term %d", self.advertise_url, term)
 
     async def _heartbeat(self, conn) -> None:

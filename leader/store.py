@@ -126,7 +126,7 @@ def translate_db_errors():
         yield
     except IntegrityError:
         raise
-    except (OperationalError, DBAPIError) as exc:
+    except (OperationalError, DBAPIError, OSError) as exc:  # OSError: the server refused a new connection
         log.warning("metadata store error: %s", exc.__class__.__name__, exc_info=True)
         raise Unavailable(f"metadata store unavailable: {exc.__class__.__name__}") from exc
 
