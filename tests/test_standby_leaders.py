@@ -138,10 +138,12 @@ def test_a_paused_leader_is_fenced_and_becomes_a_standby(ha_cluster):
     term = ha_cluster.leader_health(first)["term"]
     with authed_client(base_url=ha_cluster.url, timeout=30) as http:
         assert http.put("/files/ha/before.txt", content=b"before").status_code == 201
+    stopped_at = time.monotonic()
     os.kill(first.proc.pid, signal.SIGSTOP)
     attempt: dict = {}
     try:
         second = ha_cluster.active_leader(timeout=30)
+        print(f"\nthe standby took over {time.monotonic() - stopped_at:.1f} s after SIGSTOP of the active leader")
         assert second is not first and ha_cluster.leader_health(second)["term"] == term + 1
         with authed_client(base_url=ha_cluster.url, timeout=30) as http:
             assert http.put("/files/ha/during.txt", content=b"during").status_code == 201
