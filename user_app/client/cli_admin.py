@@ -209,6 +209,7 @@ def up(chunk_servers: int = typer.Option(4, "--chunk-servers", help="How many ch
             region = UserAppSettings.model_fields["s3_region"].default
             out.print(Text(f"  S3 endpoint   {cluster.s3_url()} (region {region}, path-style or virtual-host; "
                            "sign with an access key: README \"S3\")"))
+        out.print(Text(f"  web page      {cluster.url}/ (log in with an access key and its secret)"))
         out.print(Text(f"  WebDAV        {cluster.url}/dav/ (HTTP Basic with an access key: README \"WebDAV\")"))
         if cluster.root is not None:
             if cluster.new_root:
