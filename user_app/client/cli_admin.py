@@ -27,7 +27,8 @@ def status(as_json: bool = JsonOption, raw_bytes: bool = BytesOption, url: str =
         if as_json:
             print_json(c)
             return
-        for leader in c.get("leaders", []):
+        leaders = c.get("leaders", [])
+        for leader in leaders if len(leaders) > 1 else []:  # standby leaders: who is active, and the term
             term = f", term {leader['term']}" if leader.get("term") is not None else ""
             out.print(f"leader {leader['url']}: {leader['role'] or 'not answering'}{term}", highlight=False)
         out.print(f"ring epoch {c['epoch']}, replication factor {c['replication_factor']}, "
