@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAST_ENV, PG_ENV, create_postgres_database
-from tests.utils.auth import authed_client
+from tests.utils.auth import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, authed_client
 from user_app.client.local_cluster import LocalCluster
 
 needs_postgres = pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set: standby leaders need PostgreSQL")
@@ -108,6 +108,19 @@ def test_healthz_names_the_roles_and_a_standby_refuses_with_the_active_leaders_u
         r = leader.get("/ring")
         assert r.status_code == 503 and r.headers["x-ringfs-active-leader"] == active.url
         assert active.url in r.json()["error"]
+
+
+@needs_postgres
+def test_ringfs_status_names_the_active_leader_and_its_term(ha_cluster):
+    from tests.test_cli import USER_ENV, ringfs
+    active = ha_cluster.active_leader()
+    term = ha_cluster.leader_health(active)["term"]
+    env = {**USER_ENV, "RINGFS_ACCESS_KEY": ROOT_ACCESS_KEY, "RINGFS_SECRET_KEY": ROOT_SECRET_KEY}
+    run = ringfs("status", url=ha_cluster.url, columns=200, env=env)
+    out = run.stdout.decode() + run.stderr.decode()
+    assert f"leader {active.url}: active, term {term}" in out, out
+    standby = next(svc for svc in ha_cluster.all_leaders() if svc is not active)
+    assert f"leader {standby.url}: standby" in out, out
 
 
 @needs_postgres
