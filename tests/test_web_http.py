@@ -66,6 +66,8 @@ def test_pages_need_a_session_and_never_take_basic(cluster, api):
         r = c.get("/web/browse/docs/?sort=size")
         assert r.status_code == 303 and r.headers["location"].startswith("/web/login?next=%2Fweb%2Fbrowse%2Fdocs")
         assert c.post("/web/delete", data={"path": "x"}).status_code == 401
+        r = c.post("/web/delete", data={"path": "x"}, headers={"Accept": "text/html"})  # an expired form
+        assert r.status_code == 303 and r.headers["location"].startswith("/web/login?next=")
     # HTTP Basic, which browsers re-send across sites, is no credential for the page
     assert api.get("/web/browse/").status_code == 303
     assert api.put("/web/upload/x.txt", content=b"x").status_code == 401

@@ -6,7 +6,8 @@
 (``user_app/web/csrf.py``). ``/web/login`` and ``/web/static/`` are open.
 
 Without a valid session a page (``GET``/``HEAD``) answers ``303`` to the login form, which comes back to
-it; anything else answers ``401`` with a JSON error (no Basic challenge, so no browser dialog).
+it, and so does a form a browser submitted (it accepts ``text/html``); anything else (the uploads'
+requests) answers ``401`` with a JSON error (no Basic challenge, so no browser dialog).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hmac
 from typing import Callable
 from urllib.parse import quote
 
-from shared.auth.middleware import send_json_error
+from shared.auth.middleware import header, send_json_error
 from shared.errors import RingFSError
 from user_app.auth.key_cache import KeyCache
 from user_app.auth.principal import Principal
@@ -77,6 +78,8 @@ class WebAuthenticator:
         elif not scope["path"].startswith(OPEN_PREFIXES):
             if scope["method"] in ("GET", "HEAD"):
                 return await _redirect_to_login(scope, send)
+            if "text/html" in (header(scope, b"accept") or ""):  # a form a browser submitted
+                return await _redirect_to_login({**scope, "path": "/web/browse/", "query_string": b""}, send)
             return await send_json_error(send, 401, "log in first: this session is missing or has expired")
         return await app(scope, receive, send)
 
