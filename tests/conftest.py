@@ -48,6 +48,7 @@ PG_ENV = "RINGFS_TEST_POSTGRES"
 def create_postgres_database(prefix: str = "ringfs") -> str:
     """Create an empty database with a unique name on ``$RINGFS_TEST_POSTGRES``; return its URL."""
     import asyncio
+    import concurrent.futures
     import re
     import uuid
 
@@ -63,7 +64,9 @@ def create_postgres_database(prefix: str = "ringfs") -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    # in a thread of its own: the caller may be inside a running event loop (Playwright's sync API runs one)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
     return f"{base}/{name}"
 
 
