@@ -107,9 +107,12 @@ def main(argv=None) -> int:
                 propfind = [timed(lambda: client.request("PROPFIND", "/dav/big/", headers={"Depth": "1"}))
                             for _ in range(args.repeat)]
                 listing = [timed(lambda: client.get("/list/big")) for _ in range(args.repeat)]
-                with web_session(cluster.url) as web:
+                web = web_session(cluster.url)
+                try:
                     first_page = [timed(lambda: web.get("/web/browse/big/")) for _ in range(args.repeat)]
                     every_row = [timed(lambda: whole_folder(web, "big", args.files)) for _ in range(args.repeat)]
+                finally:
+                    web.close()
                 browser = in_chromium(cluster.url, "big", args.repeat)
                 answer = client.request("PROPFIND", "/dav/big/", headers={"Depth": "1"})
                 assert answer.text.count("<ns0:response>") == args.files + 1
