@@ -150,8 +150,9 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
             # request on (a standby, or one whose database is down, serves 503s until that changes)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(election.first_try.wait(), FIRST_TRY_TIMEOUT)
-        log.info("leader ready: %s, database %s", "the only leader" if lock is not None else
-                 "standby until it holds the election lock", settings.database_url.split("://")[0])
+        role = "the only leader" if lock is not None else (
+            "active" if app.state.election.is_active() else "standby until it holds the election lock")
+        log.info("leader ready: %s, database %s", role, settings.database_url.split("://")[0])
         try:
             yield
         finally:

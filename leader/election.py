@@ -95,7 +95,10 @@ class Election:
                 await self._wait_for_lock(conn)
                 await self._become_active()
                 await self._heartbeat(conn)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # shutdown
+                if self.role == ACTIVE:
+                    log.info("leader at %s stops (term %s)", self.advertise_url, self.term)
+                    self.role = STANDBY
                 raise
             except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("leader election: %s: %s", type(exc).__name__, exc)

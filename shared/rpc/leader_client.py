@@ -91,6 +91,8 @@ class LeaderClient:
             try:
                 return await self._send_watched(url, method, path, params, body, content_type, timeout)
             except _Moved as moved:
+                if time.monotonic() >= deadline:
+                    raise Unavailable(f"no answer from the leaders {', '.join(self.urls)} in time") from None
                 self.leader_url = moved.url
                 continue
             except NotActiveLeader as exc:
