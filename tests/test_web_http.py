@@ -191,6 +191,17 @@ def test_restore_undelete_rename_and_mkdir_through_forms(cluster, api, root_sess
     assert r.status_code == 400 and "cannot contain" in r.text and "<html" in r.text
 
 
+def test_deleting_a_folder_takes_its_explicit_subfolders_too(cluster, api, root_session):
+    c, folder = root_session, f"web-{uuid.uuid4().hex[:8]}"
+    api.put(f"/files/{folder}/a.txt", content=b"a")
+    token = page_token(c)
+    for parent, name in ((folder, "empty"), (f"{folder}/empty", "deeper")):
+        assert c.post("/web/mkdir", data={"folder": parent, "name": name, "csrf": token}).status_code == 303
+    assert c.post("/web/delete", data={"path": folder, "kind": "dir", "csrf": token}).status_code == 303
+    assert api.get(f"/list/{folder}").status_code == 404  # no file and no explicit folder keeps it alive
+    assert c.get(f"/web/browse/{folder}/").status_code == 404
+
+
 def test_bad_input_is_a_clear_4xx(cluster, root_session):
     c = root_session
     r = c.get("/web/browse/?sort=owner")

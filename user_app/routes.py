@@ -8,6 +8,7 @@ the audit log (``user_app/auth/audit.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -50,7 +51,7 @@ def _principal(request: Request) -> Principal:
     return request.state.principal
 
 
-def _raw_path(request: Request, prefix: str) -> str:
+def raw_path(request: Request, prefix: bytes) -> str:
     """The path after ``prefix`` decoded strictly from the raw URL: the ASGI server's own decoding
     replaces invalid UTF-8 with U+FFFD, which would turn a bad name into a different valid one."""
     raw = request.scope.get("raw_path") or request.url.path.encode()
@@ -62,10 +63,10 @@ def _raw_path(request: Request, prefix: str) -> str:
 
 
 def _file_path(request: Request, prefix: str) -> str:
-    return normalize_path(_raw_path(request, prefix))
+    return normalize_path(raw_path(request, prefix))
 
 
-def _version_param(raw: str | None) -> int | None:
+def version_param(raw: str | None) -> int | None:
     """``?version=``: ASCII digits from 1 to ``MAX_VERSION`` (shared/numbers.py), else 400."""
     return None if raw is None else parse_uint("version", raw, minimum=1, maximum=MAX_VERSION)
 
@@ -140,7 +141,7 @@ async def get_file(request: Request) -> Response:
     validators and no body."""
     path = _file_path(request, b"/files/")
     _principal(request).check_read(path)
-    return await file_response(request, path, _version_param(request.query_params.get("version")))
+    return await file_response(request, path, version_param(request.query_params.get("version")))
 
 
 async def file_response(request: Request, path: str, version: int | None, extra_headers: dict[str, str] | None = None,
@@ -251,7 +252,7 @@ def _stat_body(info: VersionInfo) -> dict[str, Any]:
 
 @router.get("/stat/{path:path}")
 async def stat(path: str, request: Request) -> dict:
-    version = _version_param(request.query_params.get("version"))
+    version = version_param(request.query_params.get("version"))
     path = _file_path(request, b"/stat/")
     _principal(request).check_read(path)
     return _stat_body(await _services(request).leader.rpc_stat(path, version))
@@ -268,19 +269,43 @@ async def versions(path: str, request: Request) -> dict:
 @router.get("/list/{folder:path}")
 async def list_folder(request: Request, folder: str = "", recursive: bool = False) -> dict:
     """Direct children (files and sub-folders) of ``folder``; every file below it with ``recursive``."""
-    folder = normalize_folder(_raw_path(request, b"/list/") if request.url.path.startswith("/list/") else "")
+    folder = normalize_folder(raw_path(request, b"/list/") if request.url.path.startswith("/list/") else "")
     return await folder_listing(_services(request), _principal(request), folder, recursive)
 
 
-async def folder_listing(services: Services, principal: Principal, folder: str, recursive: bool = False) -> dict:
-    """The leader's ``{"folder", "entries"}`` of ``folder`` as ``principal`` may see it. Raises
-    :class:`Forbidden` when it may read nothing there, :class:`NotFound` for a folder with nothing in it."""
+async def folder_listing(services: Services, principal: Principal, folder: str, recursive: bool = False,
+                         folders: bool = False) -> dict:
+    """The leader's ``{"folder", "entries"}`` of ``folder`` as ``principal`` may see it (``folders``: a
+    recursive listing names the explicit folders below too). Raises :class:`Forbidden` when it may read
+    nothing there, :class:`NotFound` for a folder with nothing in it."""
     if not principal.reads_anything_under(folder):
         raise Forbidden(f"access key {principal.access_key} may not read anything in {folder or 'the root'!r}")
     params: dict[str, Any] = {"folder": folder, "recursive": str(recursive).lower()}
+    if folders:
+        params["folders"] = "true"
     if "" not in principal.read_prefixes:  # the leader lists only what the key may read
         params["readable"] = list(principal.read_prefixes)
     return await services.leader.rpc_json("GET", "/list", params=params)
+
+
+async def delete_tree(services: Services, principal: Principal, folder: str) -> int:
+    """A folder and everything below it, for a caller that checked ``check_write_tree(folder)``: every
+    file to the trash, then the explicit folders below, the deepest first, then the folder itself (an
+    implied one is gone with its files); what is already gone is skipped. The number of files (as
+    ``ringfs rm -r``, WebDAV's DELETE and the web page do it)."""
+    try:
+        entries = (await folder_listing(services, principal, folder, recursive=True, folders=True))["entries"]
+    except NotFound:
+        entries = []
+    files = [e["path"] for e in entries if e["type"] == "file"]
+    for path in files:
+        with contextlib.suppress(NotFound):
+            await services.leader.rpc_delete(path)
+    below = sorted((e["path"] for e in entries if e["type"] == "dir"), key=len, reverse=True)
+    for path in [*below, folder]:
+        with contextlib.suppress(NotFound):
+            await services.leader.rpc_delete_folder(path, only_if_empty=False)
+    return len(files)
 
 
 @router.post("/rename")
@@ -288,8 +313,7 @@ async def rename(body: RenameRequest, request: Request) -> dict:
     payload = {"src": normalize_path(body.src.rstrip("/")), "dst": normalize_path(body.dst.rstrip("/"))}
     principal = _principal(request)
     for side in (payload["src"], payload["dst"]):  # a folder moves with everything below it
-        if not principal.may_write_tree(side):
-            raise Forbidden(f"access key {principal.access_key} may not write {side!r} and everything below it")
+        principal.check_write_tree(side)
     with audited(principal, "rename", f"{payload['src']} -> {payload['dst']}"):
         return await _services(request).leader.rpc_json("POST", "/rename", json=payload)
 
@@ -300,7 +324,7 @@ async def locations(path: str, request: Request) -> dict:
     services = _services(request)
     path = _file_path(request, b"/locations/")
     _principal(request).check_read(path)
-    view = await services.reader.open(path, _version_param(request.query_params.get("version")))
+    view = await services.reader.open(path, version_param(request.query_params.get("version")))
     digests = view.digest_list()
     placement = await services.rings.get()
     holders = await services.reader.locate(placement, digests, view.info.replication)

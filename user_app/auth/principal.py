@@ -65,6 +65,11 @@ class Principal:
         if not self.may_write(path):
             raise Forbidden(f"access key {self.access_key} may not write {path!r}")
 
+    def check_write_tree(self, path: str) -> None:
+        """Raises :class:`Forbidden` unless the key may write ``path`` and everything below it."""
+        if not self.may_write_tree(path):
+            raise Forbidden(f"access key {self.access_key} may not write {path!r} and everything below it")
+
     def check_admin(self) -> None:
         if not self.admin:
             raise Forbidden(f"access key {self.access_key} is not an admin key")

@@ -25,6 +25,7 @@ from shared.protocol.models import VersionInfo
 from user_app.auth.audit import audited
 from user_app.auth.principal import Principal
 from user_app.dav.bridge import LoopBridge, ReadStream, WriteStream
+from user_app.routes import delete_tree, folder_listing
 from user_app.services import Services
 
 SCOPE_SERVICES = "ringfs.services"
@@ -259,14 +260,11 @@ class FolderResource(WriteGuard, DAVCollection):
     def get_display_name(self) -> str:
         return self.name
 
-    def _entries(self, recursive: bool = False) -> list[dict]:
+    def _entries(self) -> list[dict]:
         principal = self.caller.principal
         if not principal.reads_anything_under(self.rpath):
             return []
-        params = {"folder": self.rpath, "recursive": str(recursive).lower(), "folders": "true"}
-        if "" not in principal.read_prefixes:
-            params["readable"] = list(principal.read_prefixes)
-        answer = self.caller.run_or_none(self.caller.services.leader.rpc_json("GET", "/list", params=params))
+        answer = self.caller.run_or_none(folder_listing(self.caller.services, principal, self.rpath))
         return [] if answer is None else answer["entries"]
 
     def get_member_names(self) -> list[str]:
@@ -321,15 +319,8 @@ class FolderResource(WriteGuard, DAVCollection):
         if not principal.may_write_tree(self.rpath):
             raise DAVError(HTTP_FORBIDDEN, f"access key {principal.access_key} may not write {self.rpath!r} "
                            "and everything below it")
-        leader = self.caller.services.leader
-        entries = self._entries(recursive=True)
         with audited(principal, "dav delete folder", self.rpath):
-            for e in entries:
-                if e["type"] == "file":
-                    self.caller.run_or_none(leader.rpc_delete(e["path"]))
-            folders = sorted((e["path"] for e in entries if e["type"] == "dir"), key=len, reverse=True)
-            for path in [*folders, self.rpath]:  # an implied one (not explicit) is gone with its files
-                self.caller.run_or_none(leader.rpc_delete_folder(path, only_if_empty=False))
+            self.caller.run(delete_tree(self.caller.services, principal, self.rpath))
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from shared.errors import BadRequest, Forbidden, NotFound
+from shared.errors import BadRequest
 from shared.numbers import parse_uint
 from shared.paths import normalize_folder, normalize_path
 from shared.protocol.rules import MAX_VERSION
 from user_app.auth.audit import audited
-from user_app.routes import folder_listing
+from user_app.routes import delete_tree
 from user_app.web.forms import csrf_protect, form
 from user_app.web.pages import local_target, principal_of, services_of
 
@@ -53,8 +53,7 @@ async def rename(request: Request) -> RedirectResponse:
     src, dst = normalize_path(_field(fields, "src").rstrip("/")), normalize_path(_field(fields, "dst").rstrip("/"))
     principal = principal_of(request)
     for side in (src, dst):
-        if not principal.may_write_tree(side):
-            raise Forbidden(f"access key {principal.access_key} may not write {side!r} and everything below it")
+        principal.check_write_tree(side)
     if src != dst:
         with audited(principal, "rename", f"{src} -> {dst}"):
             await services_of(request).leader.rpc_json("POST", "/rename", json={"src": src, "dst": dst})
@@ -63,8 +62,8 @@ async def rename(request: Request) -> RedirectResponse:
 
 @router.post("/delete")
 async def delete(request: Request) -> RedirectResponse:
-    """Move a file (``kind=file``) or every file of a folder (``kind=dir``) to the trash; a folder's
-    explicit record goes too."""
+    """Move a file (``kind=file``) to the trash, or a folder (``kind=dir``) with everything below it
+    (``user_app.routes.delete_tree``)."""
     fields = await form(request)
     path = normalize_path(_field(fields, "path").rstrip("/"))
     principal = principal_of(request)
@@ -74,24 +73,9 @@ async def delete(request: Request) -> RedirectResponse:
         with audited(principal, "delete", path):
             await services.leader.rpc_delete(path)
         return _back(fields)
-    if not principal.may_write_tree(path):
-        raise Forbidden(f"access key {principal.access_key} may not write {path!r} and everything below it")
+    principal.check_write_tree(path)
     with audited(principal, "delete-folder", path) as details:
-        try:
-            files = [e["path"] for e in (await folder_listing(services, principal, path, recursive=True))["entries"]
-                     if e["type"] == "file"]
-        except NotFound:  # an explicit folder with nothing in it
-            files = []
-        for file_path in files:
-            try:
-                await services.leader.rpc_delete(file_path)
-            except NotFound:  # deleted meanwhile
-                pass
-        try:
-            await services.leader.rpc_delete_folder(path, only_if_empty=False)
-        except NotFound:  # it was only implied by its files
-            pass
-        details["files"] = len(files)
+        details["files"] = await delete_tree(services, principal, path)
     return _back(fields)
 
 

@@ -15,12 +15,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from shared.numbers import parse_uint
 from shared.paths import normalize_path
-from shared.protocol.rules import MAX_VERSION
-from user_app.routes import file_response, write_file
+from user_app.routes import file_response, raw_path, version_param, write_file
 from user_app.web.forms import csrf_protect
-from user_app.web.pages import principal_of, raw_tail
+from user_app.web.pages import principal_of
 from user_app.web.previews import media_type_of
 
 router = APIRouter(prefix="/web", dependencies=[Depends(csrf_protect)], include_in_schema=False)
@@ -39,10 +37,9 @@ def content_disposition(path: str, attachment: bool) -> str:
 @router.api_route("/file/{path:path}", methods=["GET", "HEAD"])
 async def file(request: Request, path: str = "") -> Response:
     """A version's bytes (``?version=N``; ``?download=1`` saves it instead of showing it)."""
-    path = normalize_path(raw_tail(request, b"/web/file/"))
+    path = normalize_path(raw_path(request, b"/web/file/"))
     principal_of(request).check_read(path)
-    raw_version = request.query_params.get("version")
-    version = None if raw_version is None else parse_uint("version", raw_version, minimum=1, maximum=MAX_VERSION)
+    version = version_param(request.query_params.get("version"))
     download = request.query_params.get("download") in ("1", "true")
     media_type = media_type_of(path)
     headers = {"X-Content-Type-Options": "nosniff", "Content-Disposition": content_disposition(path, download),
@@ -58,4 +55,4 @@ async def file(request: Request, path: str = "") -> Response:
 async def upload(request: Request, path: str = ""):
     """Store the body as the next version of ``path``, streamed (the user API's ``PUT /files``: 201 JSON,
     403 without a write grant, 409 file/folder clash, 413 over the size limit)."""
-    return await write_file(request, normalize_path(raw_tail(request, b"/web/upload/")))
+    return await write_file(request, normalize_path(raw_path(request, b"/web/upload/")))

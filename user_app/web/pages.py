@@ -5,17 +5,15 @@ uploads, "load more" in place and confirmations, so browsing and downloading wor
 
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from shared.errors import BadRequest, NotFound, Unauthorized
+from shared.errors import NotFound, Unauthorized
 from shared.paths import normalize_folder, normalize_path, parent_of
 from user_app.auth.audit import audited
 from user_app.auth.authentication import authenticate
 from user_app.auth.principal import Principal
-from user_app.routes import folder_listing, trash_listing
+from user_app.routes import folder_listing, raw_path, trash_listing
 from user_app.services import Services
 from user_app.web import previews
 from user_app.web.forms import csrf_protect, form
@@ -34,15 +32,6 @@ def services_of(request: Request) -> Services:
 
 def principal_of(request: Request) -> Principal:
     return request.state.principal
-
-
-def raw_tail(request: Request, prefix: str) -> str:
-    """The URL path after ``prefix``, decoded strictly as UTF-8 (400 otherwise)."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    try:
-        return unquote_to_bytes(raw.split(b"?", 1)[0][len(prefix):]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("path is not valid UTF-8") from None
 
 
 def local_target(raw: str | None, default: str = HOME) -> str:
@@ -118,7 +107,7 @@ async def logout(request: Request) -> RedirectResponse:
 @router.get("/browse/{folder:path}")
 async def browse(request: Request, folder: str = ""):
     """A folder: its sub-folders, then its files, sorted, filtered and paged (``user_app/web/listing.py``)."""
-    folder = normalize_folder(raw_tail(request, b"/web/browse/"))
+    folder = normalize_folder(raw_path(request, b"/web/browse/"))
     principal = principal_of(request)
     query = ListingQuery.parse(request.query_params)
     listing = await folder_listing(services_of(request), principal, folder)
@@ -134,7 +123,7 @@ async def browse(request: Request, folder: str = ""):
 @router.get("/view/{path:path}")
 async def view(request: Request, path: str = ""):
     """One file: its preview (``user_app/web/previews.py``), details and versions."""
-    path = normalize_path(raw_tail(request, b"/web/view/"))
+    path = normalize_path(raw_path(request, b"/web/view/"))
     principal = principal_of(request)
     principal.check_read(path)
     services = services_of(request)
