@@ -58,6 +58,10 @@ class ServiceSettings(BaseSettings):
     def scheme(self) -> str:
         return "https" if self.tls_cert_file else "http"
 
+    def advertised(self, url: str) -> str:
+        """An ``ADVERTISE_URL`` without its trailing ``/``; unset: ``http(s)://<hostname>:<PORT>``."""
+        return (url or f"{self.scheme}://{socket.gethostname()}:{self.port}").rstrip("/")
+
     @field_validator("cluster_secret", "cluster_secret_file", "cluster_secret_previous", "metrics_token",
                      "tls_cert_file", "tls_key_file", "tls_ca_file", mode="before", check_fields=False)
     @classmethod
@@ -127,9 +131,7 @@ class LeaderSettings(ServiceSettings):
             raise ValueError("CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
         if not (self.min_chunk_size <= self.streamed_chunk_size <= self.max_chunk_size):
             raise ValueError("STREAMED_CHUNK_SIZE must lie between MIN_CHUNK_SIZE and MAX_CHUNK_SIZE")
-        if not self.advertise_url:
-            self.advertise_url = f"{self.scheme}://{socket.gethostname()}:{self.port}"
-        self.advertise_url = self.advertise_url.rstrip("/")
+        self.advertise_url = self.advertised(self.advertise_url)
         return self
 
 
@@ -144,14 +146,30 @@ def leader_url_list(leader_url: str, leader_urls: str) -> list[str]:
     return urls
 
 
-class ChunkServerSettings(ServiceSettings):
-    """A chunk server: where it stores chunks, how it registers and how it durably acknowledges."""
+class LeaderFollowerSettings(ServiceSettings):
+    """What a service that calls the leader needs to find it (chunk servers and user apps)."""
 
-    port: int = Field(default=8100, ge=0, le=65535)
     leader_url: str = "http://127.0.0.1:8000"
     # Several leaders (standbys on one PostgreSQL): every one of them, comma-separated; overrides
     # LEADER_URL. Calls go to the active one and follow a standby's hint (shared/rpc/leader_client.py).
     leader_urls: str = ""
+
+    @model_validator(mode="after")
+    def _leader_urls(self) -> "LeaderFollowerSettings":
+        self.leader_url = self.leader_url.rstrip("/")
+        leader_url_list(self.leader_url, self.leader_urls)
+        return self
+
+    @property
+    def leaders(self) -> list[str]:
+        """The leader URLs to call, in order."""
+        return leader_url_list(self.leader_url, self.leader_urls)
+
+
+class ChunkServerSettings(LeaderFollowerSettings):
+    """A chunk server: where it stores chunks, how it registers and how it durably acknowledges."""
+
+    port: int = Field(default=8100, ge=0, le=65535)
     data_dir: Path = Path("./data/chunk_server")
     advertise_url: str = ""
     capacity_bytes: int = Field(default=0, ge=0)  # 0 = the free space of DATA_DIR's file system
@@ -188,24 +206,14 @@ class ChunkServerSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> "ChunkServerSettings":
-        if not self.advertise_url:
-            self.advertise_url = f"{self.scheme}://{socket.gethostname()}:{self.port}"
-        self.advertise_url = self.advertise_url.rstrip("/")
-        self.leader_url = self.leader_url.rstrip("/")
-        leader_url_list(self.leader_url, self.leader_urls)
+        self.advertise_url = self.advertised(self.advertise_url)
         return self
 
-    @property
-    def leaders(self) -> list[str]:
-        return leader_url_list(self.leader_url, self.leader_urls)
 
-
-class UserAppSettings(ServiceSettings):
+class UserAppSettings(LeaderFollowerSettings):
     """A user app: the stateless user web API."""
 
     port: int = Field(default=8010, ge=0, le=65535)
-    leader_url: str = "http://127.0.0.1:8000"
-    leader_urls: str = ""  # as for chunk servers: every leader, comma-separated
     workers: int = Field(default=1, ge=1, le=64)
     # How long a cached ring is trusted before it is fetched again, seconds. Epoch changes seen in
     # leader responses refresh it sooner.
@@ -236,12 +244,6 @@ class UserAppSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":
-        self.leader_url = self.leader_url.rstrip("/")
-        leader_url_list(self.leader_url, self.leader_urls)
         if self.s3_port and self.s3_port == self.port:
             raise ValueError(f"S3_PORT {self.s3_port} is the user API's PORT too: give S3 its own port (0: none)")
         return self
-
-    @property
-    def leaders(self) -> list[str]:
-        return leader_url_list(self.leader_url, self.leader_urls)
