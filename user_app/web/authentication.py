@@ -16,6 +16,8 @@ import hmac
 from typing import Callable
 from urllib.parse import quote
 
+from starlette.requests import cookie_parser
+
 from shared.auth.middleware import header, send_json_error
 from shared.errors import RingFSError
 from user_app.auth.key_cache import KeyCache
@@ -33,15 +35,8 @@ def is_web_path(path: str) -> bool:
 
 
 def cookie(scope, name: str) -> str | None:
-    """The value of cookie ``name`` in the request's ``Cookie`` headers (the first one), or None."""
-    for key, value in scope["headers"]:
-        if key != b"cookie":
-            continue
-        for part in value.decode("latin-1").split(";"):
-            k, eq, v = part.strip().partition("=")
-            if eq and k == name:
-                return v
-    return None
+    """The value of cookie ``name`` in the request's ``Cookie`` header (Starlette's parser), or None."""
+    return cookie_parser(header(scope, b"cookie") or "").get(name)
 
 
 class WebAuthenticator:

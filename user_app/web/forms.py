@@ -12,7 +12,8 @@ from urllib.parse import parse_qs
 
 from fastapi import Request
 
-from shared.errors import BadRequest, Forbidden, PayloadTooLarge
+from shared.bodies import read_body
+from shared.errors import BadRequest, Forbidden
 from user_app.web.authentication import cookie
 from user_app.web.sessions import CSRF_FIELD, CSRF_HEADER, LOGIN_COOKIE, SessionSigner
 
@@ -24,19 +25,15 @@ LOGIN_PATH = "/web/login"
 
 async def form(request: Request) -> dict[str, str]:
     """The request's URL-encoded form, parsed once: the first value of each field. Raises
-    :class:`PayloadTooLarge` over ``MAX_FORM_BYTES``, :class:`BadRequest` for another content type or
-    a body that is not UTF-8."""
+    :class:`PayloadTooLarge` over ``MAX_FORM_BYTES`` (``shared.bodies.read_body``), :class:`BadRequest` for
+    another content type or a body that is not UTF-8."""
     cached = getattr(request.state, "form", None)
     if cached is not None:
         return cached
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         raise BadRequest("this form takes application/x-www-form-urlencoded bodies")
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > MAX_FORM_BYTES:
-            raise PayloadTooLarge(f"a form body is at most {MAX_FORM_BYTES} bytes")
+    body = await read_body(request, MAX_FORM_BYTES)
     try:
         text = body.decode("utf-8")
         fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
