@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse
 from shared.errors import BadRequest, NotFound
 from shared.protocol.models import Grant, NewAccessKey
 from user_app.auth.audit import audited
+from user_app.admin_routes import create_access_key, delete_access_key
 from user_app.routes import cluster_report
 from user_app.web.forms import csrf_protect, form
 from user_app.web.pages import principal_of, services_of
@@ -96,9 +97,7 @@ async def create_key(request: Request):
                            admin=fields.get("admin") in ("on", "true", "1"))
     except ValidationError as exc:
         raise BadRequest(f"key {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
-    with audited(principal, "key-create", new.name) as details:
-        key = await services.leader.rpc_create_key(new)
-        details["new_key"] = key.access_key
+    key = await create_access_key(services, principal, new)
     return await _keys_page(request, new_key=key, status=201)
 
 
@@ -108,7 +107,5 @@ async def delete_key(request: Request) -> RedirectResponse:
     access_key = (await form(request)).get("access_key", "")
     if not access_key:
         raise BadRequest("the form field 'access_key' is missing")
-    with audited(principal, "key-delete", access_key):
-        await services.leader.rpc_delete_key(access_key)
-    services.keys.forget(access_key)
+    await delete_access_key(services, principal, access_key)
     return RedirectResponse("/web/admin/keys", status_code=303)
