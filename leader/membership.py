@@ -43,8 +43,9 @@ log = logging.getLogger("ringfs.leader.membership")
 
 
 class Membership:
-    """The leader's view of the chunk servers. ``ring_json`` / ``cluster_json`` / ``servers_json`` are
-    ready-to-send response bodies; ``epoch`` is what the epoch middleware stamps on every response."""
+    """The leader's view of the chunk servers. ``ring_json`` / ``servers_json`` are ready-to-send response
+    bodies, ``cluster_doc`` is ``GET /cluster``'s (merged with ``last_seen_at``); ``epoch`` is what the
+    epoch middleware stamps on every response."""
 
     def __init__(self, settings: LeaderSettings, store: Store, chunks: ChunkClient, sealer: Sealer | None) -> None:
         self.settings = settings
@@ -54,7 +55,7 @@ class Membership:
         self._server_keys: dict[str, bytes] = {}
         self.epoch = 0
         self.ring_json = b"{}"
-        self.cluster_json = b"{}"
+        self.cluster_doc: dict = {}  # GET /cluster: the ring without its virtual nodes
         self.servers_json = b"[]"
         self.ring = Ring(epoch=0, servers={}, vnodes=[])  # the cached view as placement logic (fsck)
         self._targets: list[tuple[str, str]] = []  # (server_id, url) of non-removed servers
@@ -91,7 +92,7 @@ class Membership:
                         streamed_chunk_size=s.streamed_chunk_size, servers=ring_servers, vnodes=vnodes)
         doc = view.model_dump()
         self.ring_json = orjson.dumps(doc)
-        self.cluster_json = orjson.dumps({k: v for k, v in doc.items() if k != "vnodes"})
+        self.cluster_doc = {k: v for k, v in doc.items() if k != "vnodes"}
         self.servers_json = orjson.dumps(doc["servers"])
         self._targets = [(x.server_id, x.url) for x in servers if x.state != ServerState.REMOVED]
         self.last_seen_at = {x.server_id: x.last_seen_at for x in servers if x.last_seen_at is not None}

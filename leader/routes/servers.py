@@ -33,6 +33,4 @@ async def handle_ring(membership: Membership = Depends(get_membership)) -> Respo
 async def handle_cluster(membership: Membership = Depends(get_membership)) -> Response:
     """The ring without its virtual nodes, plus ``last_seen_at``: ``{server_id: UNIX seconds}`` of each
     server's last answered health check (or registration)."""
-    doc = orjson.loads(membership.cluster_json)
-    doc["last_seen_at"] = membership.last_seen_at
-    return Response(orjson.dumps(doc), media_type=JSON)
+    return Response(orjson.dumps({**membership.cluster_doc, "last_seen_at": membership.last_seen_at}), media_type=JSON)
