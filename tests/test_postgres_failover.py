@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST_ENV, PG_ENV
-from tests.test_standby_leaders import RESUME_S, Load, check_every_acked_write
+from tests.test_standby_leaders import RESUME_S
+from tests.utils.load import MixedLoad, check_every_acked_write
 from user_app.client.local_cluster import LocalCluster, free_port, wait_until
 
 
@@ -97,7 +98,7 @@ def test_leaders_ride_out_a_postgres_failover_without_losing_a_write(primary_and
            "&target_session_attrs=read-write")
     with LocalCluster(data_dir=Path(os.environ.get("RINGFS_KEEP_CLUSTER", tmp_path / "cluster")), chunk_servers=3, replication=3, env=FAST_ENV, leaders=2,
                       database_url=url) as cluster:
-        with Load(cluster.url) as load:
+        with MixedLoad(cluster.url) as load:
             load.wait_ok_after("write", 0)
             time.sleep(1.0)
             failed_at = time.monotonic()

@@ -11,11 +11,11 @@ import sys
 import threading
 import time
 
-import httpx
 import pytest
 
 from tests.conftest import FAST_ENV, PG_ENV, create_postgres_database
 from tests.utils.auth import ROOT_ACCESS_KEY, ROOT_SECRET_KEY, authed_client
+from tests.utils.load import MixedLoad, check_every_acked_write
 from user_app.client.local_cluster import LocalCluster
 
 needs_postgres = pytest.mark.skipif(not os.environ.get(PG_ENV), reason=f"{PG_ENV} not set: standby leaders need PostgreSQL")
@@ -30,72 +30,6 @@ def ha_cluster(tmp_path_factory):
                      database_url=create_postgres_database("ringfs_ha"))
     with c:
         yield c
-
-
-class Load:
-    """Writes (each acknowledged one remembered with its content) and reads in a thread, with every
-    outcome recorded by time, until stopped."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.acked: dict[str, bytes] = {}
-        self.events: list[tuple[float, str, int]] = []  # (monotonic, "write"/"read", status or -1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "Load":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        with authed_client(base_url=self.url, timeout=30) as http:
-            http.put("/files/ha/seed.txt", content=b"seed").raise_for_status()
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                path, body = f"ha/f-{n:05d}.txt", os.urandom(200)
-                self._record(lambda: http.put(f"/files/{path}", content=body), "write",
-                             lambda: self.acked.__setitem__(path, body))
-                self._record(lambda: http.get("/files/ha/seed.txt"), "read")
-                time.sleep(0.02)
-
-    def _record(self, call, kind: str, on_ok=None) -> None:
-        try:
-            status = call().status_code
-        except httpx.HTTPError:
-            status = -1
-        if on_ok is not None and status == 201:
-            on_ok()
-        self.events.append((time.monotonic(), kind, status))
-
-    def first_ok_after(self, kind: str, t: float) -> float | None:
-        ok = 201 if kind == "write" else 200
-        return next((at for at, k, status in self.events if k == kind and at > t and status == ok), None)
-
-    def wait_ok_after(self, kind: str, t: float, timeout: float = 60) -> float:
-        deadline = time.monotonic() + timeout
-        while (at := self.first_ok_after(kind, t)) is None:
-            assert time.monotonic() < deadline, f"no {kind} succeeded after the failure: {self.summary(t)}"
-            time.sleep(0.1)
-        return at
-
-    def summary(self, t: float) -> dict:
-        out: dict = {}
-        for at, kind, status in self.events:
-            if at > t:
-                out[(kind, status)] = out.get((kind, status), 0) + 1
-        return out
-
-
-def check_every_acked_write(url: str, acked: dict[str, bytes]) -> None:
-    with authed_client(base_url=url, timeout=30) as http:
-        for path, body in acked.items():
-            r = http.get(f"/files/{path}")
-            assert r.status_code == 200 and r.content == body, (path, r.status_code)
 
 
 @needs_postgres
@@ -127,7 +61,7 @@ def test_ringfs_status_names_the_active_leader_and_its_term(ha_cluster):
 def test_kill_9_of_the_active_leader_under_load(ha_cluster):
     first = ha_cluster.active_leader()
     term = ha_cluster.leader_health(first)["term"]
-    with Load(ha_cluster.url) as load:
+    with MixedLoad(ha_cluster.url) as load:
         load.wait_ok_after("write", 0)
         time.sleep(1.0)
         killed_at = time.monotonic()
