@@ -21,7 +21,7 @@ from pathlib import Path
 from shared.protocol.frames import sha256
 
 CHUNKS_PER_TXN = 1024
-CHUNK_SIZE = 1024
+CHUNK_SIZE = 1024  # bytes; --chunk-size changes it
 
 
 def load_store(path: str | None) -> types.ModuleType:
@@ -63,21 +63,24 @@ async def one_round(module, txns: int) -> tuple[float, float, float, float]:
             await store.commit([f"t{i}"])
             prep, comm = prep + b - a, comm + time.perf_counter() - b
         store.close()
-        db = Path(tmp) / "chunks.db"
-        with sqlite3.connect(db) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-        disk = sum(p.stat().st_size for p in Path(tmp).iterdir() if p.name.startswith("chunks.db"))
+        for db in Path(tmp).glob("*.db"):  # the index (or, for old layouts, the one database)
+            with sqlite3.connect(db) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+        disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
     n = txns * CHUNKS_PER_TXN
     return n / (prep + comm), prep / txns * 1000, comm / txns * 1000, disk / (n * CHUNK_SIZE)
 
 
 def main() -> None:
+    global CHUNK_SIZE
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--txns", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="bytes per chunk (default 1024)")
     args = parser.parse_args()
+    CHUNK_SIZE = args.chunk_size
     module = load_store(args.store)
     results = [asyncio.run(one_round(module, args.txns)) for _ in range(args.rounds)]
     rate, prep, comm, ratio = max(results)

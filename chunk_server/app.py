@@ -1,6 +1,6 @@
 """``create_app(settings)``: the chunk server's FastAPI application and the lifecycle of its parts.
 
-On start: open the chunk store, start the scheduler (pending sweeper, GC; the registration watchdog joins
+On start: open the chunk store, start the scheduler (pending sweeper, GC, compaction; the registration watchdog joins
 once the leader tells us its health-check interval), register with the leader in the background, so
 ``/healthz`` answers at once, and start the long-running tasks: ring refresh, anti-entropy, scrub. On
 shutdown everything closes in reverse order.
@@ -21,6 +21,7 @@ from chunk_server.metrics import refresh_from
 from chunk_server.registration import Registration
 from chunk_server.routes import BODY_LIMITS, fast, router
 from chunk_server.scrub import Scrubber
+from chunk_server.compaction import Compactor, schedule_compaction
 from chunk_server.store import ChunkStore
 from chunk_server.sweeper import schedule_sweeper
 from shared.auth.middleware import ClusterAuthMiddleware
@@ -43,7 +44,7 @@ def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = ChunkStore(settings.data_dir, fsync=settings.fsync)
+        store = ChunkStore(settings.data_dir, fsync=settings.fsync, segment_bytes=settings.segment_bytes)
         transport = Transport(settings.peer_timeout, auth.signer, client_ssl_context(settings))
         chunks, leader = ChunkClient(transport), LeaderClient(transport, settings.leaders)
         scheduler = AsyncIOScheduler()
@@ -58,6 +59,8 @@ def create_app(settings: ChunkServerSettings, auth: ClusterAuth | None = None) -
                                              settings.anti_entropy_bytes_per_sec, settings.anti_entropy_interval,
                                              settings.anti_entropy_chunks_per_sec)
         schedule_gc(scheduler, GarbageCollector(store, leader, settings.gc_grace), settings.gc_interval)
+        compactor = Compactor(store, settings.compaction_live_ratio, settings.compaction_bytes_per_sec)
+        schedule_compaction(scheduler, compactor, settings.compaction_interval)
         scheduler.start()
         registration.start()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (

@@ -2,8 +2,8 @@
 
 A round: ``t0 = now``; candidates are committed chunks with no open txn pin and ``touched_at < t0 -
 GC_GRACE``; the leader says which are unreferenced (``POST /gc/unreferenced``); one store write
-transaction deletes those that still have no pin and ``touched_at < t0``, then ``PRAGMA
-incremental_vacuum`` gives the space back. A chunk pinned or touched after ``t0`` survives (the race rule
+transaction deletes those that still have no pin and ``touched_at < t0``; compaction later gives their
+segment space back (docs/chunk-store.md). A chunk pinned or touched after ``t0`` survives (the race rule
 in the design doc). An APScheduler job every ``GC_INTERVAL`` seconds.
 """
 

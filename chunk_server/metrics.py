@@ -16,7 +16,9 @@ _GAUGES = {
     "pending_chunks": ("ringfs_chunk_pending_chunks", "Chunks written pending, not yet committed or aborted"),
     "pending_txns": ("ringfs_chunk_pending_txns", "Open two-phase-commit transactions"),
     "quarantined": ("ringfs_chunk_quarantined_chunks", "Corrupt copies kept in quarantine"),
-    "disk_bytes": ("ringfs_chunk_disk_bytes", "Bytes on disk used by the chunk store (database + WAL)"),
+    "disk_bytes": ("ringfs_chunk_disk_bytes", "Bytes on disk used by the chunk store (index, its WAL, segments)"),
+    "segments": ("ringfs_chunk_segments", "Segment files of the chunk store"),
+    "dead_bytes": ("ringfs_chunk_dead_bytes", "Bytes of segment records no chunk points to (compaction reclaims them)"),
 }
 _COUNTERS = {
     "scrubbed": "Chunks re-hashed by the scrubber",
@@ -25,6 +27,9 @@ _COUNTERS = {
     "gc_deleted": "Unreferenced chunks deleted by garbage collection",
     "gc_bytes": "Bytes reclaimed by garbage collection",
     "gc_rounds": "Garbage collection rounds run",
+    "compacted_segments": "Segments rewritten and deleted by compaction",
+    "compacted_bytes": "Segment file bytes freed by compaction",
+    "compaction_moved_bytes": "Live record bytes copied by compaction",
 }
 _AE = {"checked": "Chunks compared with their preference list by anti-entropy",
        "pushed": "Chunk copies pushed to preference-list servers by anti-entropy",

@@ -212,7 +212,7 @@ async def handle_get_chunk(request: Request, chunk_id: str) -> Response:
     (data,) = await _store(request).read_many([digest])
     if data is None:
         raise NotFound(f"chunk {chunk_id} is not held here")
-    return binary(data)
+    return binary(bytes(data))
 
 
 @router.post("/chunks/replicate")
@@ -232,7 +232,8 @@ async def handle_verify(request: Request) -> dict:
 
 
 # Job counters kept in the store's meta table, reported flat in /stats (0 until the job counts one).
-STATS_COUNTERS = ("scrubbed", "corrupt", "repaired", "gc_deleted", "gc_bytes", "gc_rounds")
+STATS_COUNTERS = ("scrubbed", "corrupt", "repaired", "gc_deleted", "gc_bytes", "gc_rounds", "compacted_segments",
+                  "compacted_bytes", "compaction_moved_bytes")
 
 
 @router.get("/stats")

@@ -200,6 +200,13 @@ class ChunkServerSettings(LeaderFollowerSettings):
     # GC: a round every 5 minutes; a chunk must be untouched for GC_GRACE seconds before it is a candidate.
     gc_interval: float = Field(default=300.0, gt=0)
     gc_grace: float = Field(default=3600.0, ge=0)
+    # The chunk store's segment files (docs/chunk-store.md): a segment is sealed at SEGMENT_BYTES; a round
+    # every COMPACTION_INTERVAL seconds rewrites sealed segments less than COMPACTION_LIVE_RATIO live,
+    # reading at most COMPACTION_BYTES_PER_SEC.
+    segment_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    compaction_interval: float = Field(default=600.0, gt=0)
+    compaction_live_ratio: float = Field(default=0.5, gt=0, le=1)
+    compaction_bytes_per_sec: float = Field(default=20e6, gt=0)
     ring_refresh: float = Field(default=5.0, gt=0)
     # Timeout of one peer / leader request made by the background jobs, seconds.
     peer_timeout: float = Field(default=30.0, gt=0)

@@ -3,17 +3,20 @@ a real leader and real chunk servers, files written through a real user app."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import Counter
 
 import httpx
 import pytest
 
+from chunk_server.store.connections import INDEX_FILE
 from user_app.client.local_cluster import wait_until
 from shared.protocol.frames import ChunkPresence, encode_frames, pack_digests, sha256
 from shared.protocol.manifests import decode_manifest
 from shared.protocol.models import RingView
 from shared.rpc.ring_cache import Placement
+from tests.utils.chunk_files import corrupt_chunk, read_chunk
 from tests.utils.data import random_bytes
 from user_app.client import Client
 from tests.utils.auth import http
@@ -109,12 +112,9 @@ def test_scrub_quarantines_and_repairs_a_corrupt_chunk(make_cluster):
     victim = cluster.servers[0]
     target = digests[3]
     victim.stop()
-    db = victim.env["DATA_DIR"] + "/chunks.db"
-    with sqlite3.connect(db) as conn:
-        (data,) = conn.execute("SELECT data FROM chunks WHERE digest = ?", (target,)).fetchone()
-        bad = bytes([data[0] ^ 0xFF]) + data[1:]
-        assert conn.execute("UPDATE chunks SET data = ? WHERE digest = ?", (bad, target)).rowcount == 1
-    conn.close()
+    good = read_chunk(victim.env["DATA_DIR"], target)
+    assert corrupt_chunk(victim.env["DATA_DIR"], target) == target
+    bad = bytes([good[0] ^ 0xFF]) + good[1:]
     victim.start()
 
     def healed() -> dict | None:
@@ -125,7 +125,7 @@ def test_scrub_quarantines_and_repairs_a_corrupt_chunk(make_cluster):
     assert stats["corrupt"] >= 1 and stats["scrubbed"] >= len(digests)
     resp = http.get(f"{victim.url}/chunks/{target.hex()}")
     assert resp.status_code == 200 and sha256(resp.content) == target
-    with sqlite3.connect(db) as conn:  # the bad copy is kept for forensics
+    with sqlite3.connect(os.path.join(victim.env["DATA_DIR"], INDEX_FILE)) as conn:  # the bad copy is kept for forensics
         assert conn.execute("SELECT data FROM quarantine WHERE digest = ?", (target,)).fetchone()[0] == bad
     conn.close()
 

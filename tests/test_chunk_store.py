@@ -10,7 +10,9 @@ import time
 import pytest
 
 from chunk_server.store import ChunkStore
+from chunk_server.store.schema import PAGE_SIZE, key_of
 from shared.protocol.frames import ChunkPresence, sha256
+from tests.utils.chunk_files import corrupt_chunk
 
 
 def run(coro):
@@ -133,7 +135,7 @@ def test_data_survives_reopening(tmp_path):
         st = run(s.stats())
         assert (st["chunks"], st["pending_txns"]) == (3, 1)
         with sqlite3.connect(s.path) as conn:
-            assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+            assert conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
     finally:
         s.close()
 
@@ -151,8 +153,8 @@ def test_read_many_large_batch(store):
 
 def touched_at(store, digest: bytes) -> float:
     with sqlite3.connect(store.path) as conn:
-        return conn.execute("SELECT s.touched_at FROM chunk_state s JOIN chunks c ON c.id = s.id "
-                            "WHERE c.digest = ?", (digest,)).fetchone()[0]
+        return conn.execute("SELECT touched_at FROM chunks WHERE key = ? AND tail = ?",
+                            (key_of(digest), digest[8:])).fetchone()[0]
 
 
 def test_dedup_hit_pins_and_touches_committed_chunk(store):
@@ -217,9 +219,7 @@ def test_replicate_stores_committed_and_promotes_pending(store):
 def test_quarantine_moves_only_corrupt_rows(store):
     good, bad = chunk(), chunk()
     run(store.replicate([good, bad]))
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE chunks SET data = ? WHERE digest = ?", (b"x" * 1024, bad[0]))
-    conn.close()
+    corrupt_chunk(store.data_dir, bad[0])
     removed = run(store.quarantine([good[0], bad[0]]))
     assert removed.digests == [bad[0]]
     assert run(store.read_many([good[0], bad[0]])) == [good[1], None]
@@ -241,23 +241,3 @@ def test_meta_set_and_add(store):
     run(store.set_meta({"ae.cursor": 5}, add={"ae.pushed": 3}))
     run(store.set_meta(add={"ae.pushed": 4}))
     assert run(store.get_meta(["ae.cursor", "ae.pushed", "nope"])) == {"ae.cursor": 5, "ae.pushed": 7}
-
-
-def test_auto_vacuum_gives_space_back(tmp_path):
-    s = ChunkStore(tmp_path)
-    try:
-        with sqlite3.connect(s.path) as conn:
-            assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
-        conn.close()
-        chunks = [chunk() for _ in range(4000)]
-        run(s.replicate(chunks))
-        with sqlite3.connect(s.path) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-        full = os.path.getsize(s.path)
-        assert full > 4000 * 1024
-        removed = run(s.gc_delete([d for d, _ in chunks], time.time() + 1))
-        assert removed.count == 4000
-    finally:
-        s.close()  # the last close checkpoints the WAL into the file
-    assert os.path.getsize(tmp_path / "chunks.db") < full / 4

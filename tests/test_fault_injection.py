@@ -7,9 +7,7 @@ every 0.5 s, so a server is removed after 5 misses = 2.5 s; anti-entropy and scr
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import threading
 import time
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from user_app.client.local_cluster import wait_until
+from tests.utils.chunk_files import corrupt_chunk
 from tests.utils.data import random_bytes
 from tests.utils.load import WriteLoad
 from user_app.client import Client, ClientError
@@ -187,28 +186,13 @@ def test_frozen_server_is_removed_then_rejoins_and_converges(make_cluster, open_
     assert_all_readable(client, {**files, **more})
 
 
-def _corrupt_one_chunk(db_path: str) -> bytes:
-    """Flip bytes of one committed chunk in a stopped server's SQLite store; returns its digest."""
-    con = sqlite3.connect(db_path)
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        table = next(t for t in tables if {"digest", "data"} <= {c[1] for c in con.execute(f"PRAGMA table_info({t})")})
-        digest, data = con.execute(f"SELECT digest, data FROM {table} LIMIT 1").fetchone()
-        bad = bytes([data[0] ^ 0xFF]) + data[1:]
-        con.execute(f"UPDATE {table} SET data = ? WHERE digest = ?", (bad, digest))
-        con.commit()
-        return bytes(digest)
-    finally:
-        con.close()
-
-
 def test_corrupt_chunk_on_disk_reads_stay_correct_and_scrub_repairs(make_cluster, open_client):
     cluster = make_cluster(chunk_servers=3, env=REPAIR_ENV)
     client = open_client(cluster.url)
     files = write_files(client, "corrupt", 10)
     victim = cluster.servers[0]
     victim.stop()
-    digest = _corrupt_one_chunk(os.path.join(victim.env["DATA_DIR"], "chunks.db"))
+    digest = corrupt_chunk(victim.env["DATA_DIR"])
     victim.start()
     assert_all_readable(client, files)  # the bad copy is never served: hash check + fallback
 

@@ -1,9 +1,15 @@
-"""The chunk store's connections and threads: the base class every concern of the store builds on.
+"""The chunk store's files, connections and threads: the base class every concern of the store builds on.
 
-Threads: sqlite3 blocks, so writes and large reads never run on the event loop. One writer thread owns
-the write connection (SQLite admits one writer anyway); a few reader threads own one connection each and,
-thanks to WAL, read committed data beside the writer. A checkpointer thread copies the WAL into the
-database in the background.
+Files: ``DATA_DIR/chunk_index.db`` (the index, schema.py) and ``DATA_DIR/segments/`` (the chunk bytes,
+segments.py). A store in the one-database layout of before (``chunks.db`` with the bytes in rows) is
+migrated on open (migrate.py).
+
+Threads: sqlite3 and file I/O block, so writes and large reads never run on the event loop. One writer
+thread owns the write connection and appends to the segments (SQLite admits one writer anyway); a few
+reader threads own one connection each and, thanks to WAL, read committed data beside the writer. A
+checkpointer thread copies the WAL into the database in the background and, every
+``CHECKPOINT_INTERVAL``, makes the segments written since its last round durable (recovery.py: how far a
+crash can have torn them).
 
 Small reads (at most ``INLINE_READ_DIGESTS`` digests: the lookups of one small file) run on the event
 loop with its own connection instead: handing a call to a thread and back costs about 100 µs of CPU, the
@@ -11,8 +17,11 @@ lookup itself about 4 µs (``python -m benchmarks.rpc_cost``). That connection g
 ``INLINE_BUSY_TIMEOUT_MS`` when the database is busy, and the read then goes to a reader thread, so the
 loop is never held for long.
 
-Durability: ``synchronous=NORMAL`` acknowledges once the WAL write is in the operating system, which
-survives ``kill -9`` of the process; ``fsync=True`` selects ``synchronous=FULL`` (survives power loss).
+Durability: a write transaction appends its records to a segment first and commits the index rows that
+point to them after, so an index row never points to bytes not yet written. ``synchronous=NORMAL``
+acknowledges once both are in the operating system, which survives ``kill -9`` of the process;
+``fsync=True`` also ``fdatasync``s the segment before the commit and selects ``synchronous=FULL``
+(survives power loss).
 """
 
 from __future__ import annotations
@@ -24,12 +33,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from . import migrate, recovery
 from .schema import PAGE_SIZE, SCHEMA
+from .segments import SEGMENT_BYTES, SegmentLog
+
+INDEX_FILE = "chunk_index.db"
+SEGMENTS_DIR = "segments"
 
 T = TypeVar("T")
 
 READER_THREADS = 4  # reads are short index probes; a few threads keep the loop free without GIL churn
-CACHE_KIB = 16384  # page cache per connection (5 connections): the digest index's hot pages; 64 MiB each put a chunk server at ~400 MiB resident
+CACHE_KIB = 16384  # page cache per connection (5 connections): the index's hot pages; 64 MiB each put a chunk server at ~400 MiB resident
 BUSY_TIMEOUT_MS = 10_000  # a reader may briefly wait for a checkpoint
 # Checkpoints (copying the WAL into the database, with an fsync) run in their own thread so the writer never
 # pays for them; measured, they were half of the time of a prepare's COMMIT. The writer's own
@@ -60,16 +74,21 @@ def _connect(path: Path, fsync: bool) -> sqlite3.Connection:
 
 
 class Connections:
-    """The database ``data_dir/chunks.db`` (created with its schema if missing), its writer thread, its
-    ``readers`` reader threads and its checkpointer thread. Subclasses run their SQL with :meth:`_write`
-    and :meth:`_read`, never on the event loop.
+    """The index ``data_dir/chunk_index.db`` (created with its schema if missing) and the segments under
+    ``data_dir/segments/`` (``segment_bytes`` each before one is sealed), the writer thread, ``readers``
+    reader threads and the checkpointer thread. Subclasses run their SQL with :meth:`_write` and
+    :meth:`_read`, never on the event loop, and reach the segment files through ``self.log``.
 
-    Raises ``RuntimeError`` if the database has the pre-issue-4 layout (``state`` inside ``chunks``), and
-    ``sqlite3.Error`` or ``OSError`` if it cannot be created or opened."""
+    Opening recovers from a crash (recovery.py) and migrates a store of the old one-database layout
+    (migrate.py). Raises ``RuntimeError`` if the store has the pre-issue-4 layout (``state`` inside
+    ``chunks``), and ``sqlite3.Error`` or ``OSError`` if it cannot be created or opened."""
 
-    def __init__(self, data_dir: Path, fsync: bool = False, readers: int = READER_THREADS) -> None:
-        self.path = Path(data_dir) / "chunks.db"
+    def __init__(self, data_dir: Path, fsync: bool = False, readers: int = READER_THREADS,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / INDEX_FILE
         self.fsync = fsync
+        self.log = SegmentLog(self.data_dir / SEGMENTS_DIR, fsync, segment_bytes)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-writer")
         self._reader_pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="chunk-reader")
         self._local = threading.local()
@@ -83,14 +102,14 @@ class Connections:
 
     def _open_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
         conn = _connect(self.path, self.fsync)
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
-        if "state" in columns:
-            raise RuntimeError(f"{self.path} has the pre-issue-4 layout (state inside chunks); "
-                               "move it away or migrate it before starting this version")
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+        if migrate.old_store(self.data_dir) is not None:
+            migrate.migrate(self.data_dir, conn, self.log, fresh)
+        recovery.open_segments(conn, self.log)
         return conn
 
     def _checkpoint_loop(self) -> None:
@@ -99,6 +118,8 @@ class Connections:
         try:
             while not self._stop.wait(CHECKPOINT_INTERVAL):
                 try:
+                    recovery.sync_segments(self.log)
+                    self.log.close_retired()
                     size = wal.stat().st_size
                     if size >= WAL_RESTART_BYTES:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the bulk, beside the writer
@@ -120,17 +141,20 @@ class Connections:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(conn)`` on the writer thread inside one ``BEGIN IMMEDIATE`` ... ``COMMIT``; whatever ``fn``
-        raises rolls the transaction back and is raised here."""
+        (or the commit) raises rolls the transaction back, puts the segment log back at the committed
+        end, and is raised here."""
 
         def run() -> T:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                recovery.reopen_active(conn, self.log)  # undo what the log did for this transaction
                 raise
-            conn.execute("COMMIT")
             return result
 
         return await asyncio.get_running_loop().run_in_executor(self._writer_pool, run)
@@ -165,5 +189,9 @@ class Connections:
         if self._loop_conn is not None:
             self._loop_conn.close()
             self._loop_conn = None
-        self._writer_pool.submit(self._writer.close).result()
+        def close_writer() -> None:
+            self._writer.close()
+            recovery.close_cleanly(self.log)
+
+        self._writer_pool.submit(close_writer).result()
         self._writer_pool.shutdown(wait=True)

@@ -36,7 +36,9 @@ class Meta(Connections):
 
     async def stats(self) -> dict[str, int]:
         """``chunks`` / ``bytes`` committed, ``pending_chunks``, ``pending_txns``, ``pinned_chunks``,
-        ``quarantined`` and ``disk_bytes`` (the database and its WAL), from one read snapshot."""
+        ``quarantined``, ``segments`` (files), ``dead_bytes`` (record bytes in segments no row points to
+        any more: what compaction can reclaim) and ``disk_bytes`` (index, its WAL and the segments), from
+        one read snapshot."""
 
         def query(conn: sqlite3.Connection) -> dict[str, int]:
             conn.execute("BEGIN")  # one snapshot for every query
@@ -47,19 +49,21 @@ class Meta(Connections):
                 pending_chunks, pinned = conn.execute(
                     "SELECT count(DISTINCT CASE WHEN s.state = 1 THEN t.chunk_id END), "
                     "count(DISTINCT CASE WHEN s.state = 2 THEN t.chunk_id END) FROM txn_chunks t "
-                    "JOIN chunk_state s ON s.id = t.chunk_id").fetchone()
+                    "JOIN chunks s ON s.id = t.chunk_id").fetchone()
                 quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+                segments, live, total = conn.execute(
+                    "SELECT count(*), total(live_bytes), total(total_bytes) FROM segments").fetchone()
             finally:
                 conn.execute("COMMIT")
             return {"chunks": chunks, "bytes": size, "pending_chunks": pending_chunks,
                     "pending_txns": pending_txns, "pinned_chunks": pinned, "quarantined": quarantined,
-                    "disk_bytes": self.disk_bytes()}
+                    "segments": segments, "dead_bytes": int(total - live), "disk_bytes": self.disk_bytes()}
 
         return await self._read(query)
 
     def disk_bytes(self) -> int:
-        """Bytes of ``chunks.db`` plus its ``-wal`` file (a missing file counts 0)."""
-        total = 0
+        """Bytes of the index, its ``-wal`` file and every segment file (a missing file counts 0)."""
+        total = self.log.disk_bytes()
         for suffix in ("", "-wal"):
             try:
                 total += (self.path.parent / (self.path.name + suffix)).stat().st_size

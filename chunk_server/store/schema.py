@@ -1,64 +1,59 @@
-"""The chunk store's on-disk layout: the SQLite schema, its constants, and the row-level SQL that several
-concerns (two-phase commit, maintenance, reads) share.
+"""The chunk store's index: the SQLite schema, its constants, and the row-level SQL that several concerns
+(two-phase commit, maintenance, reads, compaction) share.
 
-Layout (``DATA_DIR/chunks.db``, WAL mode, ``auto_vacuum=INCREMENTAL``): chunks of 1 KiB must not each
-become a file (an inode and a 4 KiB block per KiB, a directory entry, a rename), so every chunk is a row::
+Chunk bytes live in segment files (``segments.py``); ``DATA_DIR/chunk_index.db`` (WAL mode) says where each
+record is and in which state. It is small: one row per chunk plus an 8-byte key index::
 
-    chunks(id INTEGER PRIMARY KEY, digest BLOB UNIQUE, data)     -- written once, never updated
-    chunk_state(id INTEGER PRIMARY KEY, state 1 pending | 2 committed, size, created_at, touched_at)
-    txn_chunks(txn_id, digest, created_at, pin)  -- open txns: pin 0 = pending data, 1 = dedup hit
-    counters(committed_chunks, committed_bytes)  -- one row, kept exact inside each write transaction
-    meta(key, value)                             -- anti-entropy / scrub cursors and job counters
-    quarantine(id, digest, data, size, quarantined_at)  -- corrupt rows, kept for forensics, never served
+    chunks(id INTEGER PRIMARY KEY, key, tail, state, segment, offset, size, touched_at)
+        key: the digest's first 8 bytes as a signed big-endian integer (indexed); tail: its other 24
+        bytes. state: 1 pending | 2 committed. segment, offset: where the record starts. size: data
+        bytes. touched_at: last prepare / commit / replicate in milliseconds, rounded up (GC's race guard).
+    segments(id, live_bytes, total_bytes, sealed) -- per segment file: record bytes still referenced,
+        bytes written (the committed end of the file), and whether it is full (compaction's input)
+    txn_chunks(txn_id, chunk_id, created_at, pin)  -- open txns: pin 0 = pending data, 1 = dedup hit
+    counters(committed_chunks, committed_bytes)     -- one row, kept exact inside each write transaction
+    meta(key, value)                                -- anti-entropy / scrub cursors and job counters
+    quarantine(id, digest, data, size, quarantined_at) -- corrupt chunks, kept for forensics, never served
 
-Why two tables per chunk: a commit flips ``state`` and sets ``touched_at``. With those columns inside the
-1 KiB data row, a commit rewrote every data page of the txn into the WAL (and the checkpoint then wrote
-it to the database again); in the ~30-byte ``chunk_state`` rows a commit of 1024 chunks dirties a few
-pages. Measured with ``python -m benchmarks.chunk_store --rounds 3`` (100 txns of 1024 random 1 KiB
-chunks, prepare then commit each, best of 3; old layout via ``--store`` on ``git show HEAD:...``; SQLite
-3.40.1; a shared, loaded machine, so the absolute rates vary ~2x between runs, the ratios do not)::
-
-    one table with state            prepare 13-36 ms  commit  7-22 ms   1.112 bytes on disk per byte
-    data + chunk_state (kept)       prepare 18-31 ms  commit 2.6-8 ms   1.145 bytes on disk per byte
-
-Commit is 2.5-3x cheaper; prepare pays one small extra insert per chunk; together prepare+commit is equal
-to ~30 % faster. The 3 % more bytes are the chunk_state rows and auto-vacuum's pointer-map pages.
-
-Page size, measured as bytes on disk (db + wal after a checkpoint) per byte of chunk data stored, for
-50 000 random 1 KiB chunks inserted 1 000 per transaction with ``executemany`` into a fresh WAL database,
-then ``PRAGMA wal_checkpoint(TRUNCATE)`` and the sizes of the files summed (SQLite 3.40.1)::
-
-    rowid table + UNIQUE(digest)   4096: 1.380   8192: 1.189   16384: 1.111  <- kept
-    WITHOUT ROWID, digest PK       4096: 4.580   8192: 1.358   16384: 1.230
-
-A 16 KiB page holds ~15 rows of 1 KiB and wastes less to the page tail; WITHOUT ROWID tables spill
-1 KiB rows to overflow pages at small page sizes and were also 4x slower to insert. The remaining 11 %
-is the digest index (~4 %), the row headers and page fill.
+Why a key column and not ``digest BLOB UNIQUE``: SQLite's unique index repeats the 32-byte digest in a
+B-tree filled in random order (~70 % full), ~60 bytes per chunk, 6 % of a 1 KiB chunk on its own. An
+index of 8-byte integers costs ~26; digests sharing a key (1 in 2^64 pairs) are told apart by ``tail``
+(:func:`lookup`). Uniqueness is kept by the single writer: every insert follows a lookup in the same
+transaction. docs/chunk-store.md has the bytes on disk per byte stored.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from typing import Sequence
+import time
+from typing import Iterable, NamedTuple, Sequence
 
-PAGE_SIZE = 16384  # bytes; measured above: 1.11 bytes on disk per byte stored for 1 KiB chunks
+from .segments import SegmentLog, record_size
+
+PAGE_SIZE = 8192  # bytes; measured in docs/chunk-store.md: 1.09 bytes on disk per byte for 1 KiB chunks
 # Bound parameters per ``IN (...)`` query; SQLite allows 32766, smaller batches keep one statement cached.
 IN_BATCH = 2048
 
-PENDING, COMMITTED = 1, 2  # chunk_state.state; also the ChunkPresence byte of a chunk in that state
+PENDING, COMMITTED = 1, 2  # chunks.state; also the ChunkPresence byte of a chunk in that state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks(
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: txn_chunks and cursors name chunks by id
-    digest BLOB NOT NULL UNIQUE,
-    data BLOB NOT NULL
+    key INTEGER NOT NULL,       -- digest[:8], signed big-endian
+    tail BLOB NOT NULL,         -- digest[8:]
+    state INTEGER NOT NULL,     -- 1 pending, 2 committed
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,    -- of the record header in the segment
+    size INTEGER NOT NULL,      -- bytes of data
+    touched_at INTEGER NOT NULL -- ms since the epoch, rounded up: last prepare / commit / replicate
 );
-CREATE TABLE IF NOT EXISTS chunk_state(
-    id INTEGER PRIMARY KEY,  -- = chunks.id
-    state INTEGER NOT NULL,  -- 1 pending, 2 committed
-    size INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    touched_at REAL NOT NULL  -- last prepare / commit / replicate: GC's race guard
+CREATE INDEX IF NOT EXISTS chunks_by_key ON chunks(key);
+CREATE TABLE IF NOT EXISTS segments(
+    id INTEGER PRIMARY KEY,
+    live_bytes INTEGER NOT NULL,   -- record bytes (header + data) that rows of chunks point to
+    total_bytes INTEGER NOT NULL,  -- the committed end of the file
+    sealed INTEGER NOT NULL        -- 1: full, never appended to again
 );
 CREATE TABLE IF NOT EXISTS txn_chunks(
     txn_id TEXT NOT NULL,
@@ -83,19 +78,59 @@ CREATE TABLE IF NOT EXISTS quarantine(
 );
 """
 
-# ``(digest, id, state)`` of the stored chunks among the digests (one ``{}`` for the placeholders).
-STATE_OF = "SELECT c.digest, c.id, s.state FROM chunks c JOIN chunk_state s ON s.id = c.id WHERE c.digest IN ({})"
-# A digest already stored (pending or committed) is not written again; rowcount = rows really inserted.
-INSERT_DATA = "INSERT INTO chunks(id, digest, data) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING"
-INSERT_STATE = "INSERT INTO chunk_state(id, state, size, created_at, touched_at) VALUES (?, ?, ?, ?, ?)"
-# Both rows of a chunk, by id (abort of pending chunks; GC, handoff and quarantine of committed ones).
-DELETE_DATA = "DELETE FROM chunks WHERE id = ?"
-DELETE_STATE = "DELETE FROM chunk_state WHERE id = ?"
+ROW = "id, key, tail, state, segment, offset, size"  # the columns of a :class:`Row`, in order
+INSERT_ROW = ("INSERT INTO chunks(id, key, tail, state, segment, offset, size, touched_at) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+DELETE_ROW = "DELETE FROM chunks WHERE id = ?"
+
+
+class Row(NamedTuple):
+    """One chunk's index row: where its record is and in which state."""
+
+    id: int
+    key: int
+    tail: bytes
+    state: int
+    segment: int
+    offset: int
+    size: int
+
+    @property
+    def digest(self) -> bytes:
+        return self.key.to_bytes(8, "big", signed=True) + self.tail
+
+
+def key_of(digest: bytes) -> int:
+    """The indexed part of a digest: its first 8 bytes as a signed big-endian integer."""
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def now_ms() -> int:
+    """The current time in whole milliseconds, rounded up (a touch is never dated before it happened)."""
+    return math.ceil(time.time() * 1000)
+
+
+def lookup(conn: sqlite3.Connection, digests: Sequence[bytes], where: str = "") -> dict[bytes, Row]:
+    """``{digest: Row}`` of the stored chunks among ``digests`` (in batches of ``IN_BATCH``), optionally
+    narrowed by an extra SQL condition ``where`` on the columns of ``chunks``."""
+    found: dict[bytes, Row] = {}
+    keys = list(dict.fromkeys(key_of(d) for d in digests))
+    extra = f" AND ({where})" if where else ""
+    wanted = set(digests)
+    for start in range(0, len(keys), IN_BATCH):
+        batch = keys[start : start + IN_BATCH]
+        sql = f"SELECT {ROW} FROM chunks WHERE key IN ({','.join('?' * len(batch))}){extra}"
+        for raw in conn.execute(sql, batch):
+            row = Row(*raw)
+            digest = row.digest
+            if digest in wanted:
+                found[digest] = row
+    return found
 
 
 def next_chunk_id(conn: sqlite3.Connection) -> int:
-    """The next chunk rowid: assigned here (there is one writer) so that both rows of a chunk are inserted
-    in bulk with ``executemany``. New chunks sort after every existing one, so cursor walks see them."""
+    """The next chunk rowid: assigned here (there is one writer) so that rows are inserted in bulk with
+    ``executemany``. New chunks sort after every existing one, so cursor walks see them."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
     return (row[0] if row else 0) + 1
 
@@ -108,11 +143,38 @@ def add_counters(conn: sqlite3.Connection, chunks: int, size: int) -> None:
                      "committed_bytes = committed_bytes + ? WHERE id = 1", (chunks, size))
 
 
-def select_rows(conn: sqlite3.Connection, sql: str, digests: Sequence[bytes]) -> list[tuple]:
-    """Run ``sql`` (with one ``{}`` for the placeholders) over ``digests`` in batches of ``IN_BATCH``;
-    every row found."""
-    found: list[tuple] = []
-    for start in range(0, len(digests), IN_BATCH):
-        batch = digests[start : start + IN_BATCH]
-        found.extend(conn.execute(sql.format(",".join("?" * len(batch))), batch).fetchall())
-    return found
+def add_live_bytes(conn: sqlite3.Connection, per_segment: dict[int, int]) -> None:
+    """Add record bytes (negative to subtract) to the segments' ``live_bytes``, inside the caller's write
+    transaction."""
+    conn.executemany("UPDATE segments SET live_bytes = live_bytes + ? WHERE id = ?",
+                     [(n, seg) for seg, n in per_segment.items() if n])
+
+
+def delete_rows(conn: sqlite3.Connection, rows: Iterable[Row]) -> None:
+    """Delete chunk rows and take their records off their segments' live bytes; the records become
+    dead bytes that compaction reclaims."""
+    rows = list(rows)
+    conn.executemany(DELETE_ROW, [(r.id,) for r in rows])
+    freed: dict[int, int] = {}
+    for r in rows:
+        freed[r.segment] = freed.get(r.segment, 0) - record_size(r.size)
+    add_live_bytes(conn, freed)
+
+
+def append_records(conn: sqlite3.Connection, segments: SegmentLog, datas: Sequence[bytes | memoryview]
+                   ) -> tuple[int, list[int]]:
+    """Append ``datas`` as one contiguous batch of records to the active segment (sealing it first and
+    starting the next when it is full) and count them in its ``segments`` row, inside the caller's write
+    transaction; ``(segment, record offsets)``. The caller inserts the rows that point to them in the same
+    transaction. Raises ``OSError`` (the transaction then rolls back and the log is reopened at the
+    committed end: connections.py)."""
+    if segments.needs_new_segment():
+        conn.execute("UPDATE segments SET sealed = 1 WHERE id = ?", (segments.active,))
+        conn.execute("INSERT INTO segments(id, live_bytes, total_bytes, sealed) VALUES (?, 0, 0, 0)",
+                     (segments.active + 1,))
+        segments.create(segments.active + 1)
+    offsets = segments.append(datas)
+    live = sum(record_size(len(d)) for d in datas)
+    conn.execute("UPDATE segments SET total_bytes = ?, live_bytes = live_bytes + ? WHERE id = ?",
+                 (segments.end, live, segments.active))
+    return segments.active, offsets

@@ -21,22 +21,24 @@ from typing import Iterable, Sequence
 
 from .connections import Connections
 from .schema import (
-    COMMITTED, DELETE_DATA, DELETE_STATE, INSERT_DATA, INSERT_STATE, PENDING, STATE_OF, add_counters,
-    next_chunk_id, select_rows,
+    COMMITTED, INSERT_ROW, PENDING, ROW, Row, add_counters, append_records, delete_rows, key_of, lookup,
+    next_chunk_id, now_ms,
 )
+from .segments import SegmentLog
 
-_TOUCH = "UPDATE chunk_state SET touched_at = ? WHERE id = ?"
+_TOUCH = "UPDATE chunks SET touched_at = ? WHERE id = ?"
 _INSERT_TXN_CHUNK = "INSERT INTO txn_chunks(txn_id, chunk_id, created_at, pin) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
 _OF_TXN = "SELECT chunk_id FROM txn_chunks WHERE txn_id = ?1"
-_TXN_PENDING = f"SELECT count(*), total(size) FROM chunk_state WHERE state = 1 AND id IN ({_OF_TXN})"
+_TXN_PENDING = f"SELECT count(*), total(size) FROM chunks WHERE state = 1 AND id IN ({_OF_TXN})"
 # One statement: pending chunks become committed, and every chunk the txn referenced (pins too) is touched.
-_COMMIT_TXN = f"UPDATE chunk_state SET state = 2, touched_at = ?2 WHERE id IN ({_OF_TXN})"
-_TOUCH_TXN = f"UPDATE chunk_state SET touched_at = ?2 WHERE state = 2 AND id IN ({_OF_TXN})"
+# The bytes stay where prepare appended them: a commit writes index rows only.
+_COMMIT_TXN = f"UPDATE chunks SET state = 2, touched_at = ?2 WHERE id IN ({_OF_TXN})"
+_TOUCH_TXN = f"UPDATE chunks SET touched_at = ?2 WHERE state = 2 AND id IN ({_OF_TXN})"
 _TXN_PENDING_COUNT = "SELECT count(*) FROM txn_chunks WHERE txn_id = ?1 AND pin = 0"
 _DROP_TXN = "DELETE FROM txn_chunks WHERE txn_id = ?1"
 # Pending chunks of this txn that no other open txn references (txn_chunks only holds open txns: small).
 _ABORTABLE = (
-    "SELECT id FROM chunk_state WHERE state = 1 AND id IN "
+    f"SELECT {ROW} FROM chunks WHERE state = 1 AND id IN "
     "(SELECT chunk_id FROM txn_chunks WHERE txn_id = ?1 EXCEPT SELECT chunk_id FROM txn_chunks WHERE txn_id <> ?1)"
 )
 
@@ -68,15 +70,16 @@ class TwoPhaseCommit(Connections):
         sections = list(sections)
         if not sections:
             return []
-        now = time.time()
-        return await self._write(lambda conn: [_prepare_txn(conn, txn_id, chunks, now) for txn_id, chunks in sections])
+        now, ms = time.time(), now_ms()
+        return await self._write(lambda conn: [_prepare_txn(conn, self.log, txn_id, chunks, now, ms)
+                                               for txn_id, chunks in sections])
 
     async def commit(self, txn_ids: Iterable[str]) -> dict[str, int]:
         """Phase 3: make each txn's pending chunks committed (readable), touch every chunk it referenced
         and drop its pins. Returns, per txn, how many chunks were pending for it (pins do not count; 0 for
         an unknown or already committed txn: commit is idempotent)."""
         txn_ids = list(dict.fromkeys(txn_ids))
-        now = time.time()
+        now = now_ms()
 
         def tx(conn: sqlite3.Connection) -> dict[str, int]:
             result, new_chunks, new_bytes = {}, 0, 0
@@ -114,28 +117,32 @@ class TwoPhaseCommit(Connections):
         return await self._write(tx)
 
 
-def _prepare_txn(conn: sqlite3.Connection, txn_id: str, chunks: Sequence[tuple[bytes, bytes | memoryview]],
-                 now: float) -> PrepareResult:
-    """The body of one txn's prepare, inside the caller's write transaction."""
-    first = next_chunk_id(conn)
-    fresh = {}  # digest -> (id, data): a duplicate digest in the batch is stored once
+def _prepare_txn(conn: sqlite3.Connection, segments: SegmentLog, txn_id: str,
+                 chunks: Sequence[tuple[bytes, bytes | memoryview]], now: float, ms: int) -> PrepareResult:
+    """The body of one txn's prepare, inside the caller's write transaction: the chunks not stored yet are
+    appended as one contiguous batch, then indexed as pending."""
+    fresh: dict[bytes, bytes | memoryview] = {}  # a duplicate digest in the batch is stored once
     for digest, data in chunks:
-        if digest not in fresh:
-            fresh[digest] = (first + len(fresh), data)
-    inserted = conn.executemany(INSERT_DATA, [(cid, d, data) for d, (cid, data) in fresh.items()]).rowcount
-    known: dict[bytes, tuple[int, int]] = {}
-    if inserted < len(fresh):  # some were stored already: find out which, and in which state
-        known = {d: (cid, st) for d, cid, st in select_rows(conn, STATE_OF, list(fresh))
-                 if cid != fresh[d][0]}
-    conn.executemany(INSERT_STATE, [(cid, PENDING, len(data), now, now)
-                                    for d, (cid, data) in fresh.items() if d not in known])
-    committed = [cid for cid, st in known.values() if st == COMMITTED]
-    conn.executemany(_TOUCH, [(now, cid) for cid in committed])
+        fresh.setdefault(digest, data)
+    known = lookup(conn, list(fresh))
+    new = [(d, data) for d, data in fresh.items() if d not in known]
+    ids: dict[bytes, int] = {}
+    if new:
+        segment, offsets = append_records(conn, segments, [data for _, data in new])
+        first = next_chunk_id(conn)
+        conn.executemany(INSERT_ROW, [(first + i, key_of(d), d[8:], PENDING, segment, offset, len(data), ms)
+                                      for i, ((d, data), offset) in enumerate(zip(new, offsets))])
+        ids = {d: first + i for i, (d, _) in enumerate(new)}
+    committed = [row.id for row in known.values() if row.state == COMMITTED]
+    conn.executemany(_TOUCH, [(ms, cid) for cid in committed])
     pending_rows, pin_rows = [], []
-    for d, (cid, _) in fresh.items():
-        cid, state = known.get(d, (cid, PENDING))
-        # a committed hit is a pin (pin = 1): it keeps GC away until the txn ends
-        (pin_rows if state == COMMITTED else pending_rows).append((txn_id, cid, now, int(state == COMMITTED)))
+    for d in fresh:
+        row = known.get(d)
+        if row is not None and row.state == COMMITTED:
+            # a committed hit is a pin (pin = 1): it keeps GC away until the txn ends
+            pin_rows.append((txn_id, row.id, now, 1))
+        else:
+            pending_rows.append((txn_id, ids[d] if row is None else row.id, now, 0))
     # ``stored`` counts the txn's distinct pending chunks this call added, exactly what commit will
     # count: a digest repeated within the batch, or sent again in a later batch (or section) of the same
     # txn, is counted once.
@@ -147,12 +154,10 @@ def _prepare_txn(conn: sqlite3.Connection, txn_id: str, chunks: Sequence[tuple[b
 
 def _abort(conn: sqlite3.Connection, txn_ids: list[str]) -> dict[str, int]:
     """Abort each of ``txn_ids`` inside the caller's write transaction; per txn, how many chunks were
-    pending for it."""
-    result, now = {}, time.time()
+    pending for it. The records of the dropped chunks become dead bytes for compaction."""
+    result, now = {}, now_ms()
     for txn_id in txn_ids:
-        ids = conn.execute(_ABORTABLE, (txn_id,)).fetchall()
-        conn.executemany(DELETE_DATA, ids)
-        conn.executemany(DELETE_STATE, ids)
+        delete_rows(conn, [Row(*r) for r in conn.execute(_ABORTABLE, (txn_id,))])
         # Unpinning touches, like a commit: GC's race rule needs every unpin after t0 to be seen.
         conn.execute(_TOUCH_TXN, (txn_id, now))
         result[txn_id] = conn.execute(_TXN_PENDING_COUNT, (txn_id,)).fetchone()[0]
