@@ -24,6 +24,8 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shared.response_writes import CoalescingTransport
+
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 20.0  # seconds
 
@@ -40,7 +42,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = DEFAULT_HEADER_TIMEOUT
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # one send per small response (shared/response_writes.py)
+        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
         self._head_bytes = 0
         self._head_too_large = False
         self._head_deadline: asyncio.TimerHandle | None = None

@@ -85,8 +85,7 @@ class Compaction(Connections):
             return Compacted(segment, moved_chunks, moved_bytes, 0)
         self.log.remove(segment)
         # the index's freed pages back to the file system too (executescript steps the pragma to the end)
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer_pool, lambda: self._writer.executescript("PRAGMA incremental_vacuum"))
+        await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._incremental_vacuum)
         return Compacted(segment, moved_chunks, moved_bytes, total)
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .connections import Connections
+from .connections import SMALL_WRITE_BYTES, SMALL_WRITE_CHUNKS, SMALL_WRITE_TXNS, Connections
 from .schema import (
     COMMITTED, INSERT_ROW, PENDING, ROW, Row, add_counters, append_records, delete_rows, key_of, lookup,
     next_chunk_id, now_ms,
@@ -71,8 +71,11 @@ class TwoPhaseCommit(Connections):
         if not sections:
             return []
         now, ms = time.time(), now_ms()
+        count = sum(len(chunks) for _, chunks in sections)
+        size = sum(len(data) for _, chunks in sections for _, data in chunks)
         return await self._write(lambda conn: [_prepare_txn(conn, self.log, txn_id, chunks, now, ms)
-                                               for txn_id, chunks in sections])
+                                               for txn_id, chunks in sections],
+                                 small=count <= SMALL_WRITE_CHUNKS and size <= SMALL_WRITE_BYTES)
 
     async def commit(self, txn_ids: Iterable[str]) -> dict[str, int]:
         """Phase 3: make each txn's pending chunks committed (readable), touch every chunk it referenced
@@ -92,13 +95,13 @@ class TwoPhaseCommit(Connections):
             add_counters(conn, new_chunks, new_bytes)
             return result
 
-        return await self._write(tx)
+        return await self._write(tx, small=len(txn_ids) <= SMALL_WRITE_TXNS)
 
     async def abort(self, txn_ids: Iterable[str]) -> dict[str, int]:
         """Drop each txn: its pins, its references, and its pending chunks no other open txn references.
         Returns, per txn, how many chunks were pending for it. Committed chunks are never deleted."""
         txn_ids = list(dict.fromkeys(txn_ids))
-        return await self._write(lambda conn: _abort(conn, txn_ids))
+        return await self._write(lambda conn: _abort(conn, txn_ids), small=len(txn_ids) <= SMALL_WRITE_TXNS)
 
     async def sweep(self, ttl: float) -> list[str]:
         """Abort every txn with pending data older than ``ttl`` seconds (reference design: pending writes
