@@ -241,3 +241,16 @@ def test_meta_set_and_add(store):
     run(store.set_meta({"ae.cursor": 5}, add={"ae.pushed": 3}))
     run(store.set_meta(add={"ae.pushed": 4}))
     assert run(store.get_meta(["ae.cursor", "ae.pushed", "nope"])) == {"ae.cursor": 5, "ae.pushed": 7}
+
+
+def test_a_replicated_copy_does_not_restart_gc_grace(store):
+    """Anti-entropy's and repair's copies are stored as old as can be, so garbage one replica lacked is
+    not kept alive by being pushed back and forth; a prepare still touches them."""
+    pushed = chunk()
+    assert run(store.replicate([pushed])) == 1
+    assert touched_at(store, pushed[0]) == 0
+    grace_start = time.time() - 3600  # a GC round with a grace of an hour still sees it
+    assert [d for _, d in run(store.gc_candidates(grace_start, 10))] == [pushed[0]]
+    run(store.prepare("t", [pushed]))  # a dedup hit touches and pins it
+    assert touched_at(store, pushed[0]) > 0
+    assert run(store.gc_candidates(grace_start, 10)) == []

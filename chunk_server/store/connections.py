@@ -4,13 +4,15 @@ Files: ``DATA_DIR/chunk_index.db`` (the index, schema.py) and ``DATA_DIR/segment
 segments.py). A store in the one-database layout of before (``chunks.db`` with the bytes in rows) is
 migrated on open (migrate.py).
 
-Threads: sqlite3 and file I/O block, so writes and large reads never run on the event loop. One writer
-thread owns the write connection and appends to the segments (SQLite admits one writer anyway); a few
+Threads: sqlite3 and file I/O block, so large writes and large reads never run on the event loop. One
+writer thread runs the write transactions and appends to the segments (SQLite admits one writer anyway); a few
 reader threads own one connection each and, thanks to WAL, read committed data beside the writer. A
 checkpointer thread copies the WAL into the database in the background and, every
 ``CHECKPOINT_INTERVAL``, makes the segments written since its last round durable (recovery.py: how far a
 crash can have torn them).
 
+Small write transactions (``_write(small=True)``, FSYNC off, writer idle) run on the event loop on the
+writer connection, under the lock the writer thread also takes (docs/chunk-store.md, "Threads").
 Small reads (at most ``INLINE_READ_DIGESTS`` digests: the lookups of one small file) run on the event
 loop with its own connection instead: handing a call to a thread and back costs about 100 µs of CPU, the
 lookup itself about 4 µs (``python -m benchmarks.rpc_cost``). That connection gives up after

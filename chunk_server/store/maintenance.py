@@ -40,8 +40,15 @@ class Maintenance(Connections):
 
     async def replicate(self, chunks: Sequence[tuple[bytes, bytes | memoryview]]) -> int:
         """Store ``(digest, data)`` pairs committed at once (anti-entropy push, repair). The caller has
-        verified every digest. A pending copy becomes committed; a committed one is only touched.
-        Returns how many chunks became newly committed here."""
+        verified every digest. A pending copy becomes committed (and touched: it belongs to an open
+        txn); a committed one is left as it is.
+
+        A new copy is stored with ``touched_at = 0``, as old as can be: a copy made by anti-entropy or
+        repair does not restart GC's grace. Otherwise garbage that one replica lacked was pushed back
+        to a server that had just collected it, with a fresh touch time, and from there back to the
+        others once they had collected theirs: it lived forever. GC's race rule needs only the
+        touches of prepare and commit (docs/failure-handling.md). Returns how many chunks became newly
+        committed here."""
         ms = now_ms()
 
         def tx(conn: sqlite3.Connection) -> int:
@@ -62,7 +69,7 @@ class Maintenance(Connections):
                 segment, offsets = append_records(conn, self.log, list(new.values()))
                 first = next_chunk_id(conn)
                 conn.executemany(INSERT_ROW, [
-                    (first + i, key_of(d), d[8:], COMMITTED, segment, offset, len(data), ms)
+                    (first + i, key_of(d), d[8:], COMMITTED, segment, offset, len(data), 0)
                     for i, ((d, data), offset) in enumerate(zip(new.items(), offsets))])
             conn.executemany("UPDATE chunks SET state = 2, touched_at = ? WHERE id = ?", promote)
             add_counters(conn, len(new) + len(promote), new_bytes)

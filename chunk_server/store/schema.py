@@ -7,7 +7,8 @@ record is and in which state. It is small: one row per chunk plus an 8-byte key 
     chunks(id INTEGER PRIMARY KEY, key, tail, state, segment, offset, size, touched_at)
         key: the digest's first 8 bytes as a signed big-endian integer (indexed); tail: its other 24
         bytes. state: 1 pending | 2 committed. segment, offset: where the record starts. size: data
-        bytes. touched_at: last prepare / commit / replicate in milliseconds, rounded up (GC's race guard).
+        bytes. touched_at: last prepare / commit in milliseconds, rounded up (GC's race guard; 0 for a
+        copy that anti-entropy or repair stored, maintenance.py).
     segments(id, live_bytes, total_bytes, sealed) -- per segment file: record bytes still referenced,
         bytes written (the committed end of the file), and whether it is full (compaction's input)
     txn_chunks(txn_id, chunk_id, created_at, pin)  -- open txns: pin 0 = pending data, 1 = dedup hit
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS chunks(
     segment INTEGER NOT NULL,
     offset INTEGER NOT NULL,    -- of the record header in the segment
     size INTEGER NOT NULL,      -- bytes of data
-    touched_at INTEGER NOT NULL -- ms since the epoch, rounded up: last prepare / commit / replicate
+    touched_at INTEGER NOT NULL -- ms since the epoch, rounded up: last prepare / commit (0: a replicated copy)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_key ON chunks(key);
 CREATE TABLE IF NOT EXISTS segments(
