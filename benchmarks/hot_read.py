@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.cluster import start_cluster
 from benchmarks.httpclient import Conn
-from user_app.client.local_cluster import LocalCluster
 
 
 def read_passes(url: str, files: dict[str, bytes], passes: int) -> list[float]:
@@ -41,12 +41,15 @@ def main(argv=None) -> None:
     for label, env in (("cache on (default)", {}), ("CHUNK_CACHE_BYTES=0", {"CHUNK_CACHE_BYTES": "0"})):
         data_dir = Path(tempfile.mkdtemp(prefix="ringfs-hot-read-"))
         try:
-            with LocalCluster(data_dir=data_dir, chunk_servers=3, user_apps=1, replication=3, env=env) as cluster:
+            cluster = start_cluster(data_dir, env)  # also hands the root key to Conn
+            try:
                 files = {f"hot/f{i:05d}.bin": os.urandom(10240) for i in range(args.files)}
                 with Conn(cluster.url) as conn:
                     for path, data in files.items():
                         conn.put(path, data)
                 rates = read_passes(cluster.url, files, args.passes)
+            finally:
+                cluster.stop()
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
         hot = statistics.median(rates[1:]) if len(rates) > 1 else float("nan")
