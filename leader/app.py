@@ -42,6 +42,7 @@ from shared.auth.service_auth import ClusterAuth, client_ssl_context
 from shared.protocol.rules import RING_EPOCH_HEADER
 from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.transport import Transport
+from leader.read_leases import ReadLeases
 
 log = logging.getLogger("ringfs.leader")
 
@@ -116,6 +117,7 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
         sealer = Sealer(auth.secret) if auth.secret is not None else None
         access_keys = AccessKeys(store, sealer) if sealer is not None else None
         membership = Membership(settings, store, chunks, sealer)
+        store.leases = ReadLeases(settings.lease_seconds, transport, is_busy=store.cache.is_busy)
         app.state.store, app.state.chunks = store, chunks
         app.state.access_keys = access_keys
         scheduler = AsyncIOScheduler()
@@ -124,6 +126,7 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
         async def on_active(term: int | None) -> None:
             """Serve from what SQL says now: the ring, the health-check state, no cached manifest."""
             store.cache.clear()
+            store.leases.start_grace()  # leases a previous leader granted may still run
             if access_keys is not None:
                 await _bootstrap_keys(access_keys, settings, auth)
             await membership.load()

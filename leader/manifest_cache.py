@@ -85,6 +85,11 @@ class ManifestCache:
         self.hits += 1
         return entry
 
+    def is_busy(self, path: str) -> bool:
+        """Whether a mutation of ``path`` (or of every path) is in flight: between :meth:`begin_write`
+        and :meth:`end_write`. No read lease may start then (``leader/read_leases.py``)."""
+        return self._busy_all > 0 or path in self._busy
+
     def put(self, path: str, version: int | None, entry: CachedVersion, generation: int) -> bool:
         """Insert ``entry`` for ``(path, version)`` unless an invalidation happened since ``generation``
         was taken (the row may be stale) or it alone exceeds the bound. Returns whether it was kept."""

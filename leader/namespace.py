@@ -152,6 +152,7 @@ async def rename(store: Store, src: str, dst: str) -> int:
     # runs and dropped when it ended (leader/manifest_cache.py).
     store.cache.begin_write_all()
     try:
+        await store.leases.revoke_all()
         for _ in range(WRITE_RETRIES):
             try:
                 async with store.write() as session:
@@ -223,6 +224,7 @@ async def delete_file(store: Store, path: str, if_match: str | None = None) -> t
     deleted_at = time.time()
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the delete ended
     try:
+        await store.leases.revoke([path])
         async with store.write() as session:
             if if_match is not None:
                 await session.execute(LOCK_PATH, {"path": path})
@@ -248,6 +250,7 @@ async def delete_version(store: Store, path: str, version: int) -> str:
     Raises :class:`NotFound` when ``path`` has no committed or tombstoned version ``version``."""
     store.cache.begin_write(path)
     try:
+        await store.leases.revoke([path])
         async with store.write() as session:
             await session.execute(LOCK_PATH, {"path": path})
             row = (await session.execute(

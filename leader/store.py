@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from leader.db import create_engine, create_sessionmaker, is_sqlite
 from leader.manifest_cache import ManifestCache
 from leader.models import LeaderState, RingState
+from leader.read_leases import ReadLeases
 from shared.errors import NotActiveLeader, Unavailable
 
 log = logging.getLogger("ringfs.leader.store")
@@ -52,6 +53,9 @@ class Store:
         # Committed versions for GET /manifest and /stat; every mutation of visible versions invalidates
         # it (leader/manifest_cache.py).
         self.cache = ManifestCache()
+        # The user apps' read leases (leader/read_leases.py): every mutation that invalidates the cache
+        # revokes them first. None granted until the app gives it a transport (leader/app.py).
+        self.leases = ReadLeases(0.0, is_busy=self.cache.is_busy)
         # The leader term this process writes under (see the module docstring); None: no fencing.
         self.term: int | None = None
 

@@ -60,6 +60,7 @@ async def undelete(store: Store, path: str, deleted_at: float | None = None) -> 
     """
     store.cache.begin_write(path)  # the path's cache entries stay bypassed until the restore ended
     try:
+        await store.leases.revoke([path])
         async with store.write() as session:
             # Lock the path's rows (PostgreSQL) so a concurrent commit or delete of the path serializes with
             # us; on SQLite the store's write lock already does.

@@ -319,6 +319,7 @@ async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionIn
                     cache.begin_write(row.path)
                     busy.append(row.path)
                     outcomes[row.txn_id] = sql.version_info(row)
+                await store.leases.revoke(busy)  # before the commit is visible (leader/read_leases.py)
             for r in ok:
                 if r.txn_id not in outcomes:  # a live file below it
                     refused[r.id] = (r.txn_id, is_a_folder(r.path))
@@ -359,6 +360,7 @@ async def _commit_careful(store: Store, txn_id: str, finish: Finish | None = Non
                 raise await _missing(conn, txn_id)
             path = head.path
             cache.begin_write(path)
+            await store.leases.revoke([path])
             part = parse_part_path(path)
             locked = []
             upload_alive = True

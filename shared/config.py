@@ -105,6 +105,10 @@ class LeaderSettings(ServiceSettings):
     # chunks then collected): 7 days, as a common S3 lifecycle rule for incomplete uploads, so a client
     # can resume a large upload after a weekend.
     multipart_ttl: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Seconds a user app may answer a path's latest version from its own cache after asking
+    # (leader/read_leases.py); a mutation of the path revokes it first, or waits it out when the holder
+    # does not answer. 0: no read leases.
+    lease_seconds: float = Field(default=3.0, ge=0, le=60)
     # The root key, made sure of at start (MinIO's MINIO_ROOT_USER / MINIO_ROOT_PASSWORD).
     # Where other services reach this leader; a standby names the active leader by it (with several
     # leaders on one PostgreSQL: leader/election.py). Unset: http(s)://<hostname>:<PORT>.
@@ -248,9 +252,15 @@ class UserAppSettings(LeaderFollowerSettings):
     s3_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
     # How long a web-page login lasts, seconds (user_app/web/sessions.py): 8 hours, a working day.
     web_session_seconds: float = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    # Answer a path's latest version from memory while the leader's read lease on it runs
+    # (user_app/manifest_leases.py). The leader revokes leases at ADVERTISE_URL, where it must reach this
+    # process (unset: http(s)://<hostname>:<PORT>). Off with WORKERS > 1.
+    read_leases: bool = True
+    advertise_url: str = ""
 
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":
+        self.advertise_url = self.advertised(self.advertise_url)
         if self.s3_port and self.s3_port == self.port:
             raise ValueError(f"S3_PORT {self.s3_port} is the user API's PORT too: give S3 its own port (0: none)")
         return self

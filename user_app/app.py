@@ -18,6 +18,7 @@ from user_app.admin_routes import router as admin_router
 from user_app.auth.authentication import ANONYMOUS_ADMIN, UserAuthMiddleware
 from user_app.dav.app import MOUNT as DAV_MOUNT
 from user_app.dav.app import DavApp
+from user_app.lease_routes import router as lease_router
 from user_app.routes import BODY_LIMITS, fast, router
 from user_app.s3.app import S3App
 from user_app.services import Services
@@ -54,6 +55,7 @@ def create_app(settings: UserAppSettings | None = None, auth: ClusterAuth | None
     install_metrics(app, "user_app")
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(lease_router)
     fast.install(app)
     app.mount(DAV_MOUNT, DavApp(lambda: app.state.services))
     return app

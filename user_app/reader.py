@@ -26,6 +26,7 @@ from shared.rpc.chunk_client import ChunkClient
 from shared.rpc.leader_client import LeaderClient
 from shared.rpc.ring_cache import Placement, RingCache
 from user_app.chunk_cache import ChunkCache
+from user_app.manifest_leases import LeasedManifests
 from user_app.metrics import BYTES_OUT, CHUNK_FALLBACKS, CORRUPT_COPIES
 
 log = logging.getLogger("ringfs.reader")
@@ -35,7 +36,8 @@ class ChunkReader:
     """Fetches and verifies chunks; shared by all requests of a user app."""
 
     def __init__(self, chunks: ChunkClient, leader: LeaderClient, rings: RingCache, piece_size: int,
-                 pieces_in_flight: int, cache: ChunkCache | None = None, cache_max_file: int = 0) -> None:
+                 pieces_in_flight: int, cache: ChunkCache | None = None, cache_max_file: int = 0,
+                 leases: LeasedManifests | None = None) -> None:
         self.chunks = chunks
         self.leader = leader
         self.rings = rings
@@ -44,10 +46,14 @@ class ChunkReader:
         self.cache = cache or ChunkCache(0)
         self.cache_max_file = cache_max_file  # bytes: files up to this size have their chunks cached
         self._repairs: set[asyncio.Task] = set()  # read-repair calls in flight (kept from being collected)
+        self.leases = leases  # path -> latest version under the leader's read leases; None: always ask
 
     async def open(self, path: str, version: int | None) -> Manifest:
-        """Resolve ``path`` (and ``version``) to a committed version in one leader call. Raises
+        """Resolve ``path`` (and ``version``) to a committed version: in one leader call, or for the latest
+        version from the lease cache while its lease runs (``user_app/manifest_leases.py``). Raises
         :class:`NotFound` (404) or :class:`Unavailable` (503)."""
+        if version is None and self.leases is not None:
+            return await self.leases.latest(path)
         return await self.leader.rpc_manifest(path, version)
 
     async def stream(self, view: Manifest, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:

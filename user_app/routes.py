@@ -25,7 +25,7 @@ from shared.paths import normalize_folder, normalize_path
 from shared.protocol.models import PathRequest, RenameRequest, VersionInfo
 from shared.protocol.rules import MAX_FILE_SIZE, MAX_VERSION
 from shared.ring import ring_shares
-from user_app import multi_file
+from user_app import lease_routes, multi_file
 from user_app.auth.audit import audited
 from user_app.auth.principal import Principal
 from user_app.preconditions import (
@@ -429,4 +429,5 @@ BODY_LIMITS = (
     BodyLimit("PUT", "/web/upload/", MAX_FILE_SIZE),  # the web page's uploads stream (user_app/web/)
     BodyLimit("POST", "/batch/write", multi_file.MAX_WRITE_BODY),
     BodyLimit("POST", "/batch/read", multi_file.MAX_READ_BODY),
+    lease_routes.BODY_LIMIT,
 )

@@ -16,6 +16,7 @@ from user_app.auth.key_cache import KeyCache
 from user_app.chunk_cache import ChunkCache
 from user_app.multi_file import MultiFileLimits
 from user_app.phases import PhaseCalls
+from user_app.manifest_leases import LeasedManifests
 from user_app.reader import ChunkReader
 from user_app.writer import WriteCoordinator
 
@@ -46,7 +47,9 @@ class Services:
             writer=WriteCoordinator(phases, rings, settings.piece_size, settings.pieces_in_flight,
                                     settings.crash_after_phase),
             reader=ChunkReader(chunks, leader, rings, settings.piece_size, settings.pieces_in_flight,
-                               ChunkCache(settings.chunk_cache_bytes), settings.chunk_cache_max_file),
+                               ChunkCache(settings.chunk_cache_bytes), settings.chunk_cache_max_file,
+                               leases=LeasedManifests(leader, settings.advertise_url)
+                               if settings.read_leases and settings.workers == 1 else None),
             limits=MultiFileLimits(),
             keys=KeyCache(leader, settings.key_cache_ttl),
         )

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from shared.http import JSONResponse
 
 from leader import copy, lookups, namespace
+from leader.read_leases import BadHolder, parse_holder
 from leader.routes import get_store
 from leader.store import Store
 from shared.bodies import BodyLimit, read_body
@@ -16,7 +17,9 @@ from shared.paths import normalize_folder, normalize_path
 from shared.protocol.batches import parse_paths_body
 from shared.protocol.manifests import encode_manifest_error, encode_manifests
 from shared.protocol.models import CopyRequest, RenameRequest
-from shared.protocol.rules import MAX_MANIFEST_CHUNKS, MAX_VERSION, OCTET_STREAM, validate_if_match
+from shared.protocol.rules import (
+    LEASE_HEADER, LEASE_HOLDER_HEADER as HOLDER_HEADER, MAX_MANIFEST_CHUNKS, MAX_VERSION, OCTET_STREAM, validate_if_match,
+)
 
 router = APIRouter()
 fast = FastRoutes(router)  # the read hot path (shared/fast_routes.py)
@@ -33,10 +36,30 @@ def _version(raw: str | None) -> int | None:
 async def handle_manifest(request: Request) -> Response:
     """Binary: ``encode_manifest(VersionInfo, packed digests)`` (shared/protocol/manifests.py) of ``?path=``
     (latest, or ``?version=N``), from the manifest cache when it holds the version
-    (leader/manifest_cache.py)."""
-    entry = await lookups.lookup(request.app.state.store, normalize_path(query_param(request, "path")),
-                                 _version(request.query_params.get("version")))
-    return Response(entry.manifest, media_type=OCTET_STREAM)
+    (leader/manifest_cache.py).
+
+    A lookup of the latest version with ``X-RingFS-Lease-Holder: <holder id> <callback URL>`` also asks
+    for a read lease; the answer's ``X-RingFS-Lease: <seconds>`` grants one (leader/read_leases.py).
+    400 for a malformed holder header."""
+    store = request.app.state.store
+    path = normalize_path(query_param(request, "path"))
+    version = _version(request.query_params.get("version"))
+    holder_header = request.headers.get(HOLDER_HEADER)
+    if holder_header is None or version is not None:
+        return Response((await lookups.lookup(store, path, version)).manifest, media_type=OCTET_STREAM)
+    try:
+        holder, url = parse_holder(holder_header)
+    except BadHolder as exc:
+        raise BadRequest(str(exc)) from None
+    seconds = store.leases.grant(path, holder, url)  # before the lookup: a mutation meanwhile revokes it
+    try:
+        entry = await lookups.lookup(store, path, None)
+    except BaseException:
+        if seconds:
+            store.leases.drop(path, holder)
+        raise
+    headers = {LEASE_HEADER: f"{seconds:g}"} if seconds else None
+    return Response(entry.manifest, media_type=OCTET_STREAM, headers=headers)
 
 
 # A POST /manifests body: 1024 paths of at most 1024 bytes, JSON-escaped, fit easily.

@@ -227,6 +227,12 @@ MAX_DIGESTS_PER_REQUEST = 65536
 # ---------------------------------------------------------------- headers
 # The leader puts the ring epoch on every response, so user apps notice a stale cached ring.
 RING_EPOCH_HEADER = "X-Ring-Epoch"
+# Read leases (leader/read_leases.py, user_app/manifest_leases.py): the holder a manifest lookup names,
+# the seconds the answer grants, where the leader revokes them, and the longest lease a user app accepts.
+LEASE_HOLDER_HEADER = "X-RingFS-Lease-Holder"
+LEASE_HEADER = "X-RingFS-Lease"
+LEASE_REVOKE_PATH = "/internal/leases/revoke"
+MAX_LEASE_SECONDS = 60.0
 # The leader sends this with its health checks, so a chunk server knows it is still watched.
 HEALTH_CHECK_HEADER = "X-RingFS-Health-Check"
 OCTET_STREAM = "application/octet-stream"

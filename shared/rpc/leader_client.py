@@ -23,7 +23,10 @@ from shared.protocol.models import (
     RegistrationResult, RingView, ServerRegistration, UploadInfo, UploadListing, UploadProblem, UploadSummary,
     VersionInfo, VersionPrepare,
 )
-from shared.protocol.rules import JSON, MAX_SCAN_LIMIT, OCTET_STREAM, RING_EPOCH_HEADER, UPLOAD_ID_RE
+from shared.protocol.rules import (
+    JSON, LEASE_HEADER, LEASE_HOLDER_HEADER, MAX_LEASE_SECONDS, MAX_SCAN_LIMIT, OCTET_STREAM, RING_EPOCH_HEADER,
+    UPLOAD_ID_RE,
+)
 from shared.rpc.transport import RpcResponse, Transport, parsed
 
 
@@ -71,25 +74,25 @@ class LeaderClient:
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                    body: bytes | memoryview | None = None, content_type: str | None = None,
-                   timeout: float | None = None) -> RpcResponse:
+                   timeout: float | None = None, headers: dict[str, str] | None = None) -> RpcResponse:
         """One request to the active leader (see the class docstring); notes the ring epoch of its answer."""
         if len(self.urls) == 1:
             resp = await self.transport.call(method, self.leader_url + path, peer=self.peer, params=params,
-                                             body=body, content_type=content_type, timeout=timeout)
+                                             body=body, content_type=content_type, timeout=timeout, headers=headers)
         else:
-            resp = await self._call_active(method, path, params, body, content_type, timeout)
+            resp = await self._call_active(method, path, params, body, content_type, timeout, headers)
         epoch = resp.headers.get(RING_EPOCH_HEADER)
         if epoch is not None and epoch.isdigit() and self.on_epoch is not None:
             self.on_epoch(int(epoch))
         return resp
 
-    async def _call_active(self, method, path, params, body, content_type, timeout) -> RpcResponse:
+    async def _call_active(self, method, path, params, body, content_type, timeout, headers=None) -> RpcResponse:
         deadline = time.monotonic() + FAILOVER_WINDOW
         pause, tried = FAILOVER_BACKOFF[0], 0
         while True:
             url = self.leader_url
             try:
-                return await self._send_watched(url, method, path, params, body, content_type, timeout)
+                return await self._send_watched(url, method, path, params, body, content_type, timeout, headers)
             except _Moved as moved:
                 if time.monotonic() >= deadline:
                     raise Unavailable(f"no answer from the leaders {', '.join(self.urls)} in time") from None
@@ -113,13 +116,14 @@ class LeaderClient:
                 await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, FAILOVER_BACKOFF[1])
 
-    async def _send_watched(self, url, method, path, params, body, content_type, timeout) -> RpcResponse:
+    async def _send_watched(self, url, method, path, params, body, content_type, timeout, headers=None) -> RpcResponse:
         """The call to ``url``; while it has no answer, every ``SUSPECT_AFTER`` seconds the other leaders
         are asked who is active. A paused or cut-off leader accepts connections and never answers, so
         when another one says it is active the call is abandoned there (:class:`_Moved`): whatever the
         old leader does with it later, its term has ended and it commits nothing (``leader/store.py``)."""
         call = asyncio.ensure_future(self.transport.call(method, url + path, peer=self.peer, params=params,
-                                                         body=body, content_type=content_type, timeout=timeout))
+                                                         body=body, content_type=content_type, timeout=timeout,
+                                                         headers=headers))
         try:
             while True:
                 done, _ = await asyncio.wait({call}, timeout=SUSPECT_AFTER)
@@ -208,6 +212,18 @@ class LeaderClient:
         params: dict[str, Any] = {"path": path} if version is None else {"path": path, "version": version}
         resp = await self.call("GET", "/manifest", params=params)
         return self._parsed(resp, "manifest", lambda r: decode_manifest(r.body))
+
+    async def rpc_manifest_leased(self, path: str, holder: str) -> tuple[Manifest, float]:
+        """``GET /manifest`` of the latest version of ``path``, asking for a read lease as ``holder``
+        (``<holder id> <callback URL>``, leader/read_leases.py): the manifest and the lease's seconds (0:
+        none granted, or a leader that grants none)."""
+        resp = await self.call("GET", "/manifest", params={"path": path}, headers={LEASE_HOLDER_HEADER: holder})
+        view = self._parsed(resp, "manifest", lambda r: decode_manifest(r.body))
+        try:
+            seconds = float(resp.headers.get(LEASE_HEADER, "0"))
+        except ValueError:
+            seconds = 0.0
+        return view, seconds if 0 < seconds <= MAX_LEASE_SECONDS else 0.0
 
     async def rpc_manifests(self, paths: list[str], version: int | None = None,
                             max_size: int | None = None) -> list[Manifest | RingFSError]:

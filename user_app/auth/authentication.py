@@ -3,7 +3,8 @@ password), checked on every request before it reaches a route (README "Security"
 
 * ``/`` and ``/web/`` are the web page's: its session cookie authenticates there, not Basic
   (``user_app/web/authentication.py``).
-* ``GET /healthz`` is open; ``GET /metrics`` takes ``Bearer <METRICS_TOKEN>`` (or the cluster credential).
+* ``GET /healthz`` is open; ``GET /metrics`` takes ``Bearer <METRICS_TOKEN>`` (or the cluster credential);
+  ``/internal/...`` (the leader's lease revocations) takes the cluster credential only.
 * No credential: ``401`` with ``WWW-Authenticate: Basic realm="RingFS"``. A wrong key or secret: ``401``.
   The leader unreachable: ``503``. Secrets are compared in constant time and never logged.
 * The request then carries its :class:`Principal` in ``request.state.principal``; routes check what it
@@ -29,6 +30,7 @@ from user_app.web.authentication import WebAuthenticator, is_web_path
 REALM = "RingFS"
 CHALLENGE = (b"www-authenticate", f'Basic realm="{REALM}", charset="UTF-8"'.encode())
 OPEN_PATHS = frozenset({"/healthz"})
+INTERNAL_PREFIX = "/internal/"  # peers' calls (user_app/lease_routes.py): the cluster credential, no user key
 ANONYMOUS_ADMIN = Principal(access_key="anonymous", name="anonymous (INSECURE_NO_AUTH)", admin=True,
                             read_prefixes=("",), write_prefixes=("",))
 
@@ -80,6 +82,9 @@ class UserAuthMiddleware:
             if scope["path"] == "/metrics":
                 self.cluster_auth.check_metrics(authorization, header(scope, CLUSTER_HEADER), scope["method"],
                                                 request_target(scope))
+            elif scope["path"].startswith(INTERNAL_PREFIX):  # the leader's lease revocations: cluster only
+                self.cluster_auth.check_internal(header(scope, CLUSTER_HEADER), scope["method"],
+                                                 request_target(scope))
             elif self.cluster_auth.insecure:
                 scope.setdefault("state", {})["principal"] = ANONYMOUS_ADMIN
             else:

@@ -404,11 +404,13 @@ class LocalCluster:
         """The next user app's ``Service``, not started nor added. Its S3 API listens on ``S3_PORT`` from
         ``env``, else on ``s3_port`` (the first app) or a free port."""
         i = len(self.apps) + 1
-        svc_env = {**self.env, **self.leader_env(), **(env or {})}
+        port = port or free_port()
+        scheme = "https" if self.tls else "http"
+        # where the leader revokes its read leases (user_app/manifest_leases.py)
+        svc_env = {**self.env, **self.leader_env(), "ADVERTISE_URL": f"{scheme}://127.0.0.1:{port}", **(env or {})}
         if "S3_PORT" not in svc_env:
             svc_env["S3_PORT"] = str(self.s3_port if i == 1 and self.s3_port else free_port())
-        return Service("user_app", f"user_app_{i}", port or free_port(), svc_env,
-                       self.data_dir / "logs" / f"user_app_{i}.log")
+        return Service("user_app", f"user_app_{i}", port, svc_env, self.data_dir / "logs" / f"user_app_{i}.log")
 
     def add_user_app(self, port: int = 0, env: dict[str, str] | None = None) -> Service:
         svc = self.new_user_app(port, env).start()
