@@ -1,10 +1,10 @@
-"""``python -m benchmarks.hot_read``: the user app's chunk cache on documents read again and again.
+"""``python -m benchmarks.hot_read``: the user app's caches on documents read again and again.
 
 Starts a cluster as ``ringfs up`` does (leader, 3 chunk servers, 1 user app, replication 3), writes
 ``--files`` files of 10 KiB, then reads them all ``--passes`` times through the same user app, without the
-restart the main benchmark makes before every read phase. Runs once with the chunk cache at its default
-and once with ``CHUNK_CACHE_BYTES=0``, and prints files/s of the first (cold) pass and the median of the
-later (hot) passes for each.
+restart the main benchmark makes before every read phase. Runs with the defaults (chunk cache and read
+leases), with read leases off (``LEASE_SECONDS=0``: every read asks the leader), and with both off, and
+prints files/s of the first (cold) pass and the median of the later (hot) passes for each.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def main(argv=None) -> None:
     p.add_argument("--files", type=int, default=1000, help="files of 10 KiB (default 1000)")
     p.add_argument("--passes", type=int, default=4, help="read passes; the first is cold (default 4)")
     args = p.parse_args(argv)
-    for label, env in (("cache on (default)", {}), ("CHUNK_CACHE_BYTES=0", {"CHUNK_CACHE_BYTES": "0"})):
+    configs = (("defaults", {}), ("LEASE_SECONDS=0", {"LEASE_SECONDS": "0"}),
+               ("both off", {"LEASE_SECONDS": "0", "CHUNK_CACHE_BYTES": "0"}))
+    for label, env in configs:
         data_dir = Path(tempfile.mkdtemp(prefix="ringfs-hot-read-"))
         try:
             cluster = start_cluster(data_dir, env)  # also hands the root key to Conn
