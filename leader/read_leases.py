@@ -110,7 +110,9 @@ class ReadLeases:
     def grant(self, path: str, holder: str, url: str) -> float:
         """Record a lease on ``path`` for ``holder`` (reachable at ``url``) *before* the lookup runs; the
         lease's length in seconds, or 0 when none is granted (leases off, the path being written, or
-        the table full). Call :meth:`drop` when the lookup then fails."""
+        the table full). A lookup that then fails leaves the record: forgetting it could forget an
+        earlier lease of the same holder on the path, which it may still use; a needless revocation
+        costs one call."""
         if not self.lease_seconds or self.is_busy(path):
             return 0.0
         now = self.clock()
@@ -124,10 +126,6 @@ class ReadLeases:
         GRANTED.inc()
         HELD.set(len(self._leases))
         return self.lease_seconds
-
-    def drop(self, path: str, holder: str) -> None:
-        """Forget the lease just recorded by :meth:`grant` (its lookup failed: nothing was cached)."""
-        self._forget((path, holder))
 
     def _forget(self, key: tuple[str, str]) -> None:
         if self._leases.pop(key, None) is None:

@@ -52,12 +52,7 @@ async def handle_manifest(request: Request) -> Response:
     except BadHolder as exc:
         raise BadRequest(str(exc)) from None
     seconds = store.leases.grant(path, holder, url)  # before the lookup: a mutation meanwhile revokes it
-    try:
-        entry = await lookups.lookup(store, path, None)
-    except BaseException:
-        if seconds:
-            store.leases.drop(path, holder)
-        raise
+    entry = await lookups.lookup(store, path, None)
     headers = {LEASE_HEADER: f"{seconds:g}"} if seconds else None
     return Response(entry.manifest, media_type=OCTET_STREAM, headers=headers)
 
