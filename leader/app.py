@@ -36,7 +36,7 @@ from shared.errors import install_error_handlers
 from shared.metrics import install_metrics
 from leader.metrics import refresh_from
 from shared.auth.middleware import ClusterAuthMiddleware, send_json_error
-from shared.errors import ACTIVE_LEADER_HEADER
+from shared.errors import ACTIVE_LEADER_HEADER, RingFSError
 from shared.auth.sealing import Sealer
 from shared.auth.service_auth import ClusterAuth, client_ssl_context
 from shared.protocol.rules import RING_EPOCH_HEADER
@@ -117,7 +117,8 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
         sealer = Sealer(auth.secret) if auth.secret is not None else None
         access_keys = AccessKeys(store, sealer) if sealer is not None else None
         membership = Membership(settings, store, chunks, sealer)
-        store.leases = ReadLeases(settings.lease_seconds, transport, is_busy=store.cache.is_busy)
+        store.leases = ReadLeases(settings.lease_seconds, transport, is_busy=store.cache.is_busy,
+                                  load_horizon=store.lease_horizon, save_horizon=store.save_lease_horizon)
         app.state.store, app.state.chunks = store, chunks
         app.state.access_keys = access_keys
         scheduler = AsyncIOScheduler()
@@ -126,7 +127,10 @@ def create_app(settings: LeaderSettings, auth: ClusterAuth | None = None, sqlite
         async def on_active(term: int | None) -> None:
             """Serve from what SQL says now: the ring, the health-check state, no cached manifest."""
             store.cache.clear()
-            store.leases.start_grace()  # leases a previous leader granted may still run
+            try:  # leases a previous leader granted may still run: mutations wait them out
+                await store.leases.load()
+            except RingFSError as exc:
+                log.warning("lease horizon unreadable (%s): mutations wait out the longest lease", exc.message)
             if access_keys is not None:
                 await _bootstrap_keys(access_keys, settings, auth)
             await membership.load()

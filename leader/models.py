@@ -90,7 +90,8 @@ class RingState(Base):
 
 class LeaderState(Base):
     """The single row (``id = 1``) naming the active leader: its ``term`` (incremented by each leader
-    that becomes active), ``active_url`` and ``taken_at`` (UNIX seconds); ``leader/election.py``."""
+    that becomes active), ``active_url`` and ``taken_at`` (UNIX seconds); ``leader/election.py``. And
+    ``lease_horizon`` (UNIX seconds): no read lease granted so far runs past it (``leader/read_leases.py``)."""
 
     __tablename__ = "leader_state"
 
@@ -98,6 +99,7 @@ class LeaderState(Base):
     term: Mapped[int] = mapped_column(BigInteger)
     active_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
     taken_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_horizon: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class FileVersion(Base):

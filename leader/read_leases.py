@@ -18,14 +18,19 @@ Three races are closed:
   lease is either seen by the mutation's revocation or granted after the mutation ended.
 * A revocation that overtakes the lookup's answer at the user app: the user app keeps no answer whose
   request was sent before a revocation it received (its own generation counter).
-* A restarted leader, or a standby that became active, does not know the leases granted before: every
-  mutation waits until ``lease_seconds`` have passed since it became active (:meth:`ReadLeases.start_grace`),
-  like NFSv4's grace period. Leases are kept in memory only, so granting one costs no SQL.
+* A restarted leader, or a standby that became active, does not know the leases granted before. Leases
+  are kept in memory (granting one costs no SQL), but no lease is granted past the **lease horizon**, a
+  time (UNIX seconds) kept in ``leader_state.lease_horizon`` and moved ``HORIZON_AHEAD`` seconds ahead,
+  by one write, whenever grants come within ``HORIZON_RENEW`` seconds of it. A leader that becomes active
+  (:meth:`ReadLeases.load`) makes its mutations wait until that horizon, or at most ``lease_seconds``,
+  like NFSv4's grace period; when no lease was granted lately the horizon is past and nothing waits.
+  Until the horizon is written a lookup gets no lease (one lookup after a start, or a minute of grants).
 
 Timing: the leader counts a lease from when it recorded it, the user app from before it sent the
 request, both on monotonic clocks; the holder's lease therefore always ends first.
 
-``lease_seconds`` 0 (``LEASE_SECONDS=0``) grants none; revocation then has nothing to do.
+``lease_seconds`` 0 (``LEASE_SECONDS=0``) grants none; revocation then has nothing to do. The horizon is
+wall-clock time, so leaders' clocks must agree to within ``HORIZON_AHEAD - lease_seconds`` (NTP does).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 import orjson
 from prometheus_client import Counter
@@ -53,6 +58,10 @@ REVOKE_TIMEOUT = 1.0
 # Leases kept at most; past it, grants are refused until old ones expire (a bound on leader memory:
 # about 200 bytes each).
 MAX_LEASES = 1_000_000
+# Seconds the stored lease horizon is moved ahead of now, and how close grants may come to it before
+# it is moved again: one small write a minute at most while leases are granted.
+HORIZON_AHEAD = 60.0
+HORIZON_RENEW = 30.0
 _HOLDER_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _CALLBACK = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,255}$")
 
@@ -90,22 +99,34 @@ class ReadLeases:
 
     def __init__(self, lease_seconds: float, transport: Transport | None = None,
                  is_busy: Callable[[str], bool] = lambda path: False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.lease_seconds = lease_seconds if transport is not None else 0.0
+                 load_horizon: Callable[[], Awaitable[float | None]] | None = None,
+                 save_horizon: Callable[[float], Awaitable[None]] | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> None:
+        self.lease_seconds = lease_seconds if transport is not None and save_horizon is not None else 0.0
         self.transport = transport
         self.is_busy = is_busy  # whether a mutation of the path is in flight (no lease may start then)
-        self.clock = clock
+        self.load_horizon, self.save_horizon = load_horizon, save_horizon
+        self.clock, self.wall_clock = clock, wall_clock
         self._leases: OrderedDict[tuple[str, str], Lease] = OrderedDict()
         self._by_path: dict[str, set[str]] = {}
-        self._grace_until = clock() + self.lease_seconds
+        self._grace_until = clock() + self.lease_seconds  # until load() has read the stored horizon
+        self._horizon = 0.0  # UNIX seconds: the stored lease horizon, as this leader last wrote or read it
+        self._saving: asyncio.Task | None = None
 
     def __len__(self) -> int:
         return len(self._leases)
 
-    def start_grace(self) -> None:
-        """This leader just became active: leases a previous one granted may still run for up to
-        ``lease_seconds``; mutations wait them out (see the module docstring)."""
-        self._grace_until = self.clock() + self.lease_seconds
+    async def load(self) -> None:
+        """This leader just became active: leases a previous one granted may run until the stored horizon,
+        and for ``lease_seconds`` at most; mutations wait until then (see the module docstring). Raises
+        :class:`Unavailable` when the horizon cannot be read (the full wait then stays)."""
+        if not self.lease_seconds:
+            return
+        started = self.clock()
+        self._grace_until = started + self.lease_seconds
+        stored = await self.load_horizon() or 0.0
+        self._horizon = stored
+        self._grace_until = started + max(0.0, min(self.lease_seconds, stored - self.wall_clock()))
 
     def grant(self, path: str, holder: str, url: str) -> float:
         """Record a lease on ``path`` for ``holder`` (reachable at ``url``) *before* the lookup runs; the
@@ -115,6 +136,11 @@ class ReadLeases:
         costs one call."""
         if not self.lease_seconds or self.is_busy(path):
             return 0.0
+        wall = self.wall_clock()
+        if self._horizon - wall < HORIZON_RENEW:
+            self._move_horizon(wall + HORIZON_AHEAD)
+        if self._horizon < wall + self.lease_seconds:
+            return 0.0  # no lease until the horizon past it is stored
         now = self.clock()
         self._expire(now)
         if len(self._leases) >= MAX_LEASES:
@@ -126,6 +152,21 @@ class ReadLeases:
         GRANTED.inc()
         HELD.set(len(self._leases))
         return self.lease_seconds
+
+    def _move_horizon(self, horizon: float) -> None:
+        """Store ``horizon`` in the background (one write at a time); grants use it once it is stored."""
+        if self._saving is not None and not self._saving.done():
+            return
+
+        async def save() -> None:
+            try:
+                await self.save_horizon(horizon)
+            except RingFSError as exc:  # the database is down, or this leader's term ended: no leases
+                log.info("lease horizon not stored (%s): granting no read lease", exc.message)
+                return
+            self._horizon = max(self._horizon, horizon)
+
+        self._saving = asyncio.get_running_loop().create_task(save())
 
     def _forget(self, key: tuple[str, str]) -> None:
         if self._leases.pop(key, None) is None:
@@ -145,8 +186,9 @@ class ReadLeases:
 
     async def revoke(self, paths: Iterable[str]) -> None:
         """End every unexpired lease on ``paths``: call after the paths are marked busy (no new lease can
-        start) and before the mutation commits. Returns once each holder confirmed or its lease ran out;
-        never raises for a holder's failure."""
+        start) and before the mutation's SQL transaction begins (a transaction must not wait on a user
+        app: PostgreSQL ends one idle for ``IDLE_TRANSACTION_TIMEOUT``, and its locks would be held).
+        Returns once each holder confirmed or its lease ran out; never raises for a holder's failure."""
         await self._wait_grace()
         if not self._leases:
             return

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from typing import AsyncIterator
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -117,6 +117,16 @@ class Store:
                 state = RingState(id=1, epoch=0)
                 session.add(state)
             return state.epoch
+
+    async def lease_horizon(self) -> float | None:
+        """``leader_state.lease_horizon`` (UNIX seconds; None: never set)."""
+        async with self.read_conn() as conn:
+            return (await conn.execute(select(LeaderState.lease_horizon).where(LeaderState.id == 1))).scalar()
+
+    async def save_lease_horizon(self, horizon: float) -> None:
+        """Move ``leader_state.lease_horizon`` to ``horizon`` (UNIX seconds), fenced like every write."""
+        async with self.write_conn() as conn:
+            await conn.execute(update(LeaderState).where(LeaderState.id == 1).values(lease_horizon=horizon))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -30,9 +30,10 @@ the row and answers 404.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from typing import Awaitable, Callable, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -266,15 +267,37 @@ async def commit_many(store: Store, txn_ids: list[str]) -> list[VersionInfo | Ri
             valid.append(validate_txn_id(txn_id))
         except BadRequest as exc:
             outcomes[txn_id] = exc
-    if valid:
-        outcomes.update(await _commit_plain(store, valid))
-    for txn_id in valid:
-        if txn_id not in outcomes:
-            try:
-                outcomes[txn_id] = await _commit_careful(store, txn_id)
-            except RingFSError as exc:
-                outcomes[txn_id] = exc
+    async with leases_revoked(store, valid):
+        if valid:
+            outcomes.update(await _commit_plain(store, valid))
+        for txn_id in valid:
+            if txn_id not in outcomes:
+                try:
+                    outcomes[txn_id] = await _commit_careful(store, txn_id)
+                except RingFSError as exc:
+                    outcomes[txn_id] = exc
     return [outcomes[txn_id] for txn_id in txn_ids]
+
+
+@contextlib.asynccontextmanager
+async def leases_revoked(store: Store, txn_ids: list[str]) -> AsyncIterator[None]:
+    """Around the commits of ``txn_ids``: the paths of their pending versions stay busy in the manifest
+    cache (no read lease starts on them) and their read leases are revoked before any commit's
+    transaction begins, so no transaction waits on a user app (``leader/read_leases.py``). One indexed
+    query, skipped when leases are off."""
+    if not store.leases.lease_seconds or not txn_ids:
+        yield
+        return
+    async with store.read_conn() as conn:
+        paths = list((await conn.execute(sql.PENDING_PATHS, {"ts": txn_ids})).scalars())
+    for path in paths:
+        store.cache.begin_write(path)
+    try:
+        await store.leases.revoke(paths)
+        yield
+    finally:
+        for path in paths:
+            store.cache.end_write(path)
 
 
 async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionInfo | RingFSError]:
@@ -319,7 +342,6 @@ async def _commit_plain(store: Store, txn_ids: list[str]) -> dict[str, VersionIn
                     cache.begin_write(row.path)
                     busy.append(row.path)
                     outcomes[row.txn_id] = sql.version_info(row)
-                await store.leases.revoke(busy)  # before the commit is visible (leader/read_leases.py)
             for r in ok:
                 if r.txn_id not in outcomes:  # a live file below it
                     refused[r.id] = (r.txn_id, is_a_folder(r.path))
@@ -344,7 +366,9 @@ async def commit_with(store: Store, txn_id: str, finish: Finish) -> VersionInfo:
     ``finish`` wrote. For a caller whose commit must change more rows atomically (``leader/multipart.py``
     drops the completed upload). Raises what :func:`commit` raises, and ``finish``'s refusal. An
     already committed transaction answers its info again without running ``finish``."""
-    return await _commit_careful(store, validate_txn_id(txn_id), finish)
+    txn_id = validate_txn_id(txn_id)
+    async with leases_revoked(store, [txn_id]):
+        return await _commit_careful(store, txn_id, finish)
 
 
 async def _commit_careful(store: Store, txn_id: str, finish: Finish | None = None) -> VersionInfo:
@@ -360,7 +384,6 @@ async def _commit_careful(store: Store, txn_id: str, finish: Finish | None = Non
                 raise await _missing(conn, txn_id)
             path = head.path
             cache.begin_write(path)
-            await store.leases.revoke([path])
             part = parse_part_path(path)
             locked = []
             upload_alive = True

@@ -200,6 +200,9 @@ def unindexed(column):
 
 
 # Pending plain writes (neither create-only nor conditional) among ``ts``; not locked yet (LOCK_RELATED).
+# The paths of the pending versions of ``ts``: what their commits will change (read leases are revoked on
+# them before the commit's transaction begins, leader/read_leases.py).
+PENDING_PATHS = select(_C.path).where(_C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING).distinct()
 PLAIN_PENDING = select(_C.id, _C.path, _C.txn_id).where(
     _C.txn_id.in_(bindparam("ts", expanding=True)), _C.state == PENDING, _C.create_only == false(),
     _C.if_match.is_(None))
