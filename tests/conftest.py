@@ -32,9 +32,6 @@ FAST_ENV = {
     # Reads go to the chunk servers every time, so the fault tests exercise fallback and repair rather
     # than the user app's chunk cache; tests/test_chunk_cache.py turns the cache on.
     "CHUNK_CACHE_BYTES": "0",
-    # Likewise every read asks the leader, so the fault tests exercise the leader's path rather than the
-    # user apps' read leases; tests/test_read_leases.py turns them on.
-    "LEASE_SECONDS": "0",
     # Drops of handed-off copies count established members only (docs/failure-handling.md); in tests a
     # member is established after 2 s, not in production's 10 minutes.
     "HANDOFF_MIN_MEMBER_AGE": "2",
