@@ -48,7 +48,7 @@ from prometheus_client import Counter
 
 from shared.errors import RingFSError
 from shared.metrics import gauge
-from shared.protocol.rules import LEASE_HOLDER_HEADER as HOLDER_HEADER, LEASE_REVOKE_PATH as REVOKE_PATH
+from shared.protocol.rules import LEASE_CALLBACK_RE, LEASE_HOLDER_HEADER as HOLDER_HEADER, LEASE_REVOKE_PATH as REVOKE_PATH
 from shared.rpc.transport import Transport
 
 log = logging.getLogger("ringfs.leader.leases")
@@ -63,7 +63,6 @@ MAX_LEASES = 1_000_000
 HORIZON_AHEAD = 60.0
 HORIZON_RENEW = 30.0
 _HOLDER_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_CALLBACK = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]{1,255}$")
 
 GRANTED = Counter("ringfs_read_leases_granted_total", "Read leases granted to user apps")
 REVOKED = Counter("ringfs_read_lease_revocations_total",
@@ -82,8 +81,8 @@ def parse_holder(value: str) -> tuple[str, str]:
     url = url.strip().rstrip("/")
     if not _HOLDER_ID.match(holder):
         raise BadHolder(f"{HOLDER_HEADER} must start with a holder id of 8-64 URL-safe characters")
-    if not _CALLBACK.match(url):
-        raise BadHolder(f"{HOLDER_HEADER} must end with the holder's http(s)://host:port, got {url[:80]!r}")
+    if not LEASE_CALLBACK_RE.match(url):
+        raise BadHolder(f"{HOLDER_HEADER} must end with the holder's http(s)://host:port[/prefix], got {url[:80]!r}")
     return holder, url
 
 

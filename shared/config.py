@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.protocol.rules import LEASE_CALLBACK_RE
+
 # Ten minutes, from the reference design: "pending writes or name mappings not finalized within 10
 # minutes are automatically deleted".
 DEFAULT_PENDING_TTL = 600.0
@@ -261,6 +263,9 @@ class UserAppSettings(LeaderFollowerSettings):
     @model_validator(mode="after")
     def _defaults(self) -> "UserAppSettings":
         self.advertise_url = self.advertised(self.advertise_url)
+        if self.read_leases and not LEASE_CALLBACK_RE.match(self.advertise_url):
+            raise ValueError(f"ADVERTISE_URL must be http(s)://host:port[/prefix], where the leader reaches this "
+                             f"user app (or set READ_LEASES=false), got {self.advertise_url[:80]!r}")
         if self.s3_port and self.s3_port == self.port:
             raise ValueError(f"S3_PORT {self.s3_port} is the user API's PORT too: give S3 its own port (0: none)")
         return self

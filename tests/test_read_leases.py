@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.protocol.rules import LEASE_REVOKE_PATH
+from shared.protocol.rules import LEASE_HOLDER_HEADER, LEASE_REVOKE_PATH
 from tests.utils.auth import ROOT, TestAuth, http
 from tests.utils.data import random_bytes
 from user_app.client import Client, ClientError
@@ -168,8 +168,15 @@ def test_leader_restart_waits_out_leases_it_no_longer_knows(two_apps):
     assert b.get("ops/runbook.md") == b"new steps"
 
 
-def test_revocation_endpoint_takes_only_the_cluster_credential(two_apps):
-    cluster, _, _ = two_apps
+def test_lease_endpoints_refuse_strangers_and_bad_input(two_apps):
+    cluster, a, _ = two_apps
+    a.put("x.txt", b"x")
+    manifest = cluster.leader.url + "/manifest"
+    bad = http.get(manifest, params={"path": "x.txt"}, headers={LEASE_HOLDER_HEADER: "short ftp://x"})
+    assert bad.status_code == 400 and LEASE_HOLDER_HEADER in bad.json()["error"]
+    assert http.get(manifest, params={"path": "x.txt"},
+                    headers={LEASE_HOLDER_HEADER: "abcdefgh12 http://127.0.0.1:9/prefix"}).status_code == 200
+
     url = cluster.apps[0].url + LEASE_REVOKE_PATH
     body = {"holder": "x" * 22, "paths": ["a.txt"]}
     assert httpx.post(url, json=body).status_code == 401  # nothing

@@ -233,6 +233,8 @@ LEASE_HOLDER_HEADER = "X-RingFS-Lease-Holder"
 LEASE_HEADER = "X-RingFS-Lease"
 LEASE_REVOKE_PATH = "/internal/leases/revoke"
 MAX_LEASE_SECONDS = 60.0
+# A lease holder's callback: http(s)://host[:port] and an optional path prefix (a user app's ADVERTISE_URL).
+LEASE_CALLBACK_RE = re.compile(r"^https?://[A-Za-z0-9._\-\[\]:]{1,255}(/[A-Za-z0-9._~%/-]{0,255})?$")
 # The leader sends this with its health checks, so a chunk server knows it is still watched.
 HEALTH_CHECK_HEADER = "X-RingFS-Health-Check"
 OCTET_STREAM = "application/octet-stream"
